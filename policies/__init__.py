@@ -1,0 +1,1 @@
+"""CogACT-style vision-language-action policies built from transformers and diffusers parts."""

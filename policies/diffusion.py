@@ -1,0 +1,83 @@
+"""DDIM sampling of action chunks with classifier-free guidance, reproducing CogACT's ``ddim10`` sampler.
+
+diffusers' ``DDIMScheduler`` with 100 training steps, ``squaredcos_cap_v2``, epsilon prediction, no clipping,
+``set_alpha_to_one`` and leading spacing gives the timesteps 90, 80, ..., 0 and, stepped with eta = 0, CogACT's own
+update. The network is called with those original timesteps, as CogACT does.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from diffusers import DDIMScheduler
+
+from policies.config import SamplerConfig
+
+NoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_scheduler(config: SamplerConfig) -> DDIMScheduler:
+    scheduler = DDIMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type="epsilon",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        timestep_spacing="leading",
+        steps_offset=0,
+    )
+    scheduler.set_timesteps(config.num_inference_steps)
+    return scheduler
+
+
+def guided_noise(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: eps_u + s * (eps_c - eps_u)."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+class DDIMActionSampler:
+    """Turns Gaussian noise (B, T, A) into a normalised action chunk (B, T, A).
+
+    ``predict_noise(x, t, condition)`` is the DiT: x (N, T, A), t (N,) long, condition (N, C) -> (N, T, A).
+    With guidance the conditional and unconditional halves run as one batch of 2B, as in CogACT; both halves share
+    the noise, so only the conditional half is carried through the loop.
+    """
+
+    def __init__(self, config: SamplerConfig) -> None:
+        self.config = config
+        self.scheduler = make_scheduler(config)
+
+    @property
+    def timesteps(self) -> list[int]:
+        return [int(t) for t in self.scheduler.timesteps]
+
+    def sample(
+        self,
+        predict_noise: NoisePredictor,
+        noise: torch.Tensor,
+        condition: torch.Tensor,
+        uncondition: Optional[torch.Tensor] = None,
+        cfg_scale: Optional[float] = None,
+        on_step: Optional[Callable[[int, int], None]] = None,
+    ) -> torch.Tensor:
+        """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped.
+
+        ``on_step(k, t)`` is called before loop iteration k (k = 0 is t = 90) when given.
+        """
+        scale = self.config.cfg_scale if cfg_scale is None else cfg_scale
+        guided = uncondition is not None and scale != 1.0
+        batch = noise.shape[0]
+        if guided:
+            condition = torch.cat([condition, uncondition.expand(batch, -1).to(condition.dtype)], dim=0)
+        x = noise
+        for k, t in enumerate(self.scheduler.timesteps):
+            if on_step is not None:
+                on_step(k, int(t))
+            model_input = torch.cat([x, x], dim=0) if guided else x
+            t_batch = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=x.device)
+            eps = predict_noise(model_input, t_batch, condition)
+            if guided:
+                eps = guided_noise(eps[:batch], eps[batch:], scale)
+            x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
+        return x

@@ -1,0 +1,113 @@
+"""Building and loading policies: ``load_policy`` takes what a user passes as ``--model``.
+
+- a model config YAML (``configs/models/cogact-tiny.yaml``): a randomly initialised model (seeded by
+  ``runtime.init_seed``, so every run builds the same weights);
+- a vlart checkpoint directory (``config.yaml`` + ``model.safetensors`` + ``dataset_statistics.json`` + ``tokenizer/``),
+  written by ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers.initialization import no_init_weights
+
+from policies.config import PolicyConfig, load_config, save_config
+from policies.normalization import ActionStatistics, read_statistics_file, select_statistics
+from policies.policy import CogACTPolicy
+from policies.tokenizer import load_tokenizer, resolve_tokenizer_dir
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+STATISTICS_FILE = "dataset_statistics.json"
+TOKENIZER_DIR = "tokenizer"
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_statistics(config: PolicyConfig, unnorm_key: Optional[str] = None) -> Optional[ActionStatistics]:
+    """The action statistics of ``unnorm_key`` (default: the config's) or None when the config names no file."""
+    if config.actions.statistics is None:
+        return None
+    stats = read_statistics_file(config.resolve_path(config.actions.statistics))
+    key = unnorm_key if unnorm_key is not None else config.actions.unnorm_key
+    return select_statistics(stats, key, config.action_head.action_dim)
+
+
+def build_policy(
+    config: PolicyConfig,
+    unnorm_key: Optional[str] = None,
+    device: Optional[str] = None,
+    random_init: bool = True,
+) -> CogACTPolicy:
+    """Build the modules (seeded random weights, or uninitialised when weights are loaded next), attach the tokenizer
+    and statistics, and place the model. The action head stays float32 whatever ``runtime.dtype`` is, as in CogACT."""
+    if unnorm_key is not None:
+        config.actions.unnorm_key = unnorm_key
+    statistics = load_statistics(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.runtime.init_seed)
+        with nullcontext() if random_init else no_init_weights():
+            policy = CogACTPolicy(config, statistics=statistics)
+    if config.llm.tokenizer is not None:
+        policy.language_model.set_tokenizer(load_tokenizer(resolve_tokenizer_dir(config.llm.tokenizer, config.base_dir)))
+    target = torch.device(device or config.runtime.device)
+    dtype = DTYPES[config.runtime.dtype]
+    policy.to(target)
+    for module in (policy.vision, policy.projector, policy.language_model):
+        module.to(dtype)
+    return policy.eval()
+
+
+def save_pretrained(policy: CogACTPolicy, directory: str | Path) -> Path:
+    """Write a self-contained checkpoint directory that ``load_policy`` reads back bit for bit."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = policy.config
+    if config.actions.statistics is not None:
+        shutil.copyfile(config.resolve_path(config.actions.statistics), directory / STATISTICS_FILE)
+    tokenizer = policy.language_model.tokenizer
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in policy.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "vlart", "name": config.name})
+    saved = config.to_dict()
+    saved["actions"]["statistics"] = STATISTICS_FILE if config.actions.statistics is not None else None
+    saved["llm"]["tokenizer"] = TOKENIZER_DIR if tokenizer is not None else None
+    save_config(saved, directory / CONFIG_FILE)
+    return directory
+
+
+def load_checkpoint(directory: Path, unnorm_key: Optional[str] = None, device: Optional[str] = None) -> CogACTPolicy:
+    config = load_config(directory / CONFIG_FILE)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}; not a vlart checkpoint directory")
+    policy = build_policy(config, unnorm_key=unnorm_key, device="cpu", random_init=False)
+    state = load_file(str(weights))
+    result = policy.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{weights}: weights do not match the config; missing: {result.missing_keys[:10]}, "
+            f"unexpected: {result.unexpected_keys[:10]}"
+        )
+    return policy.to(device or config.runtime.device)
+
+
+def load_policy(model: str | Path, unnorm_key: Optional[str] = None, device: Optional[str] = None) -> CogACTPolicy:
+    """``--model``: a config YAML (random init) or a vlart checkpoint directory."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if (path / CONFIG_FILE).is_file():
+            return load_checkpoint(path, unnorm_key=unnorm_key, device=device)
+        raise FileNotFoundError(f"--model {model}: directory has no {CONFIG_FILE}; expected a vlart checkpoint")
+    if path.suffix in (".yaml", ".yml"):
+        return build_policy(load_config(path), unnorm_key=unnorm_key, device=device)
+    if not path.exists():
+        raise FileNotFoundError(f"--model {model}: no such file or directory")
+    raise ValueError(f"--model {model}: expected a model config (.yaml) or a checkpoint directory")

@@ -1,0 +1,53 @@
+"""CogACT's image transforms: resize-naive to a square (bicubic, aspect ratio not kept), then each tower's own
+normalisation. Resizing a PIL image bicubically is what torchvision's ``Resize`` does on PIL input, so one resize
+serves both towers and the normalisations differ only in mean and std."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+DINO_MEAN = (0.485, 0.456, 0.406)
+DINO_STD = (0.229, 0.224, 0.225)
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
+def validate_image(image: object, field: str = "image") -> np.ndarray:
+    """Return ``image`` as a (H, W, 3) uint8 array or raise ``ValueError`` naming ``field`` and what was expected."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{field}: expected a numpy uint8 array of shape (H, W, 3), got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{field}: expected dtype uint8 (RGB 0..255), got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{field}: expected shape (H, W, 3), got {tuple(image.shape)}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{field}: image is empty, shape {tuple(image.shape)}")
+    return image
+
+
+def resize_naive(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, bicubic, aspect ratio not preserved."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+
+def to_normalized_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, ``(x / 255 - mean) / std``."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def preprocess_images(images: list[np.ndarray], size: int) -> dict[str, torch.Tensor]:
+    """A batch of RGB frames -> ``{"dino": (B, 3, size, size), "siglip": (B, 3, size, size)}`` float32."""
+    resized = np.stack([resize_naive(image, size) for image in images])
+    return {
+        "dino": to_normalized_tensor(resized, DINO_MEAN, DINO_STD),
+        "siglip": to_normalized_tensor(resized, SIGLIP_MEAN, SIGLIP_STD),
+    }

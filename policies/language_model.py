@@ -1,0 +1,108 @@
+"""The LLaMA language model of CogACT and the cognition feature it produces.
+
+Sequence layout (as Prismatic builds it): [BOS embedding | N projected visual tokens | the rest of the prompt's
+token embeddings], where the prompt ends with CogACT's two appended ids (the empty piece and EOS). The cognition
+feature is the hidden state after the final RMSNorm at the last valid position (the EOS). The LM head exists (it
+is part of CogACT's checkpoint) but is never run: CogACT discards its logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from policies.config import LLMConfig
+from policies.tokenizer import cognition_suffix_ids
+
+
+def cogact_prompt(instruction: str) -> str:
+    """Prismatic's PurePromptBuilder turn, right-stripped, as CogACT formats it."""
+    return f"In: What action should the robot take to {instruction.lower()}?\nOut:"
+
+
+def build_llama(config: LLMConfig) -> LlamaForCausalLM:
+    hf_config = LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_kv_heads,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        hidden_act="silu",
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=None,
+        attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(hf_config)
+
+
+class PromptTokens:
+    """Tokenised prompts, right-padded: ``input_ids`` (B, L) long and ``lengths`` (B,) valid lengths (BOS included)."""
+
+    def __init__(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> None:
+        self.input_ids = input_ids
+        self.lengths = lengths
+
+
+class CognitionLanguageModel(nn.Module):
+    """Visual tokens (B, N, hidden) + prompts -> cognition features (B, hidden)."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.llm = build_llama(config)
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self._suffix: list[int] = []
+
+    def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        if len(tokenizer) > self.config.vocab_size:
+            raise ValueError(
+                f"llm.vocab_size={self.config.vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)"
+            )
+        self._suffix = cognition_suffix_ids(tokenizer)
+        self.tokenizer = tokenizer
+
+    def tokenize(self, instructions: list[str]) -> PromptTokens:
+        """Instructions -> CogACT prompt ids, each [BOS, prompt..., empty piece, EOS], right-padded with EOS."""
+        if self.tokenizer is None:
+            raise RuntimeError(
+                "llm.tokenizer: this model has no tokenizer; set llm.tokenizer in the config to a directory with the "
+                "LLaMA-2 tokenizer files (they ship with CogACT checkpoints)"
+            )
+        rows = [self.tokenizer(cogact_prompt(text)).input_ids + self._suffix for text in instructions]
+        lengths = torch.tensor([len(r) for r in rows])
+        width = int(lengths.max())
+        ids = torch.full((len(rows), width), self._suffix[-1], dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+        return PromptTokens(ids, lengths)
+
+    def embed_sequence(self, visual: torch.Tensor, prompt: PromptTokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """visual (B, N, hidden) -> (inputs_embeds (B, 1 + N + L - 1, hidden), attention mask (B, same) long)."""
+        device = visual.device
+        ids = prompt.input_ids.to(device)
+        text = self.llm.model.embed_tokens(ids)
+        embeds = torch.cat([text[:, :1], visual.to(text.dtype), text[:, 1:]], dim=1)
+        positions = torch.arange(ids.shape[1], device=device)
+        text_mask = (positions[None, :] < prompt.lengths.to(device)[:, None]).long()
+        visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=device)
+        mask = torch.cat([text_mask[:, :1], visual_mask, text_mask[:, 1:]], dim=1)
+        return embeds, mask
+
+    def forward(self, visual: torch.Tensor, prompt: PromptTokens) -> torch.Tensor:
+        """visual (B, N, hidden), prompts -> cognition (B, hidden): final-norm state at each row's last valid position."""
+        embeds, mask = self.embed_sequence(visual, prompt)
+        padded = bool((prompt.lengths != prompt.input_ids.shape[1]).any())
+        hidden = self.llm.model(
+            inputs_embeds=embeds, attention_mask=mask if padded else None, use_cache=False
+        ).last_hidden_state
+        last = (prompt.lengths.to(visual.device) + visual.shape[1] - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+        return hidden.gather(1, last).squeeze(1)

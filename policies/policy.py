@@ -1,0 +1,200 @@
+"""The CogACT policy: camera frame + instruction -> 16-step action chunk and the ensembled action to execute.
+
+preprocess -> DINOv2+SigLIP (B, 256, 2176) -> projector (B, 256, hidden) -> LLaMA -> cognition (B, hidden)
+-> DiT + DDIM (10 steps) + CFG -> normalised chunk (B, 16, 7) -> clip, binarise gripper, q01/q99 -> ensemble.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from policies.action_head import DiffusionTransformer
+from policies.config import PolicyConfig
+from policies.diffusion import DDIMActionSampler
+from policies.ensemble import AdaptiveActionEnsemble
+from policies.image_transforms import validate_image
+from policies.language_model import CognitionLanguageModel
+from policies.normalization import ActionStatistics
+from policies.projector import FusedMLPProjector
+from policies.vision import DinoSigLIPFrontEnd
+from runtime.timing import StageTimer
+
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+
+
+@dataclass
+class Observation:
+    """What the robot sends: one RGB frame (H, W, 3) uint8, the instruction, optional proprioception (unused by
+    CogACT)."""
+
+    image: np.ndarray
+    instruction: str
+    proprio: Optional[np.ndarray] = None
+
+
+@dataclass
+class PolicyOutput:
+    """actions (T, A) unnormalised chunk; normalized_actions (T, A) clipped, gripper binarised; action (A,) the one to
+    execute now (ensembled when the ensemble is on, else the chunk's first row); timings_ms per stage."""
+
+    actions: np.ndarray
+    normalized_actions: np.ndarray
+    action: np.ndarray
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """What a client must know to use the actions (announced by the server in ``hello``)."""
+
+    action_dim: int
+    action_names: tuple[str, ...]
+    rotation: str
+    gripper: str
+    chunk_length: int
+    control_rate_hz: float
+    image_size: int
+    image_keys: tuple[str, ...]
+    unnorm_key: Optional[str]
+    ensemble_horizon: Optional[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Policy(Protocol):
+    """The interface the server, the evaluation runner and the profiler use, and nothing else."""
+
+    @property
+    def conventions(self) -> Conventions: ...
+
+    def reset(self) -> None: ...
+
+    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput: ...
+
+
+def validate_instruction(instruction: object, field_name: str = "instruction") -> str:
+    if not isinstance(instruction, str):
+        raise ValueError(f"{field_name}: expected a string, got {type(instruction).__name__}")
+    if not instruction.strip():
+        raise ValueError(f"{field_name}: must not be empty")
+    return instruction
+
+
+class CogACTPolicy(nn.Module):
+    """A CogACT-shape policy built from a ``PolicyConfig``. Weights are random until loaded (``policies.checkpoint``).
+
+    ``statistics`` are the action statistics of the chosen unnorm key; without them ``predict_action`` refuses to
+    run (an unnormalised action is meaningless without them), while ``sample_normalized`` still works.
+    """
+
+    def __init__(self, config: PolicyConfig, statistics: Optional[ActionStatistics] = None) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = DinoSigLIPFrontEnd(config.vision)
+        self.projector = FusedMLPProjector(config.vision.feature_dim, config.llm.hidden_size)
+        self.language_model = CognitionLanguageModel(config.llm)
+        self.action_head = DiffusionTransformer(config.action_head, cognition_dim=config.llm.hidden_size)
+        self.sampler = DDIMActionSampler(config.sampler)
+        self.statistics = statistics
+        actions = config.actions
+        self.ensemble = AdaptiveActionEnsemble(actions.ensemble_horizon, actions.ensemble_alpha) if actions.ensemble else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_head.positional_embedding.device
+
+    @property
+    def conventions(self) -> Conventions:
+        head = self.config.action_head
+        return Conventions(
+            action_dim=head.action_dim,
+            action_names=ACTION_NAMES if head.action_dim == len(ACTION_NAMES) else tuple(f"a{i}" for i in range(head.action_dim)),
+            rotation="euler_xyz_delta",
+            gripper="absolute: 1 = open, 0 = close",
+            chunk_length=head.chunk_length,
+            control_rate_hz=self.config.actions.control_rate_hz,
+            image_size=self.config.vision.image_size,
+            image_keys=("primary",),
+            unnorm_key=self.statistics.unnorm_key if self.statistics else None,
+            ensemble_horizon=self.ensemble.horizon if self.ensemble else None,
+        )
+
+    def reset(self) -> None:
+        """Start of an episode or a new instruction: forget the ensemble's history."""
+        if self.ensemble is not None:
+            self.ensemble.reset()
+
+    def initial_noise(self, batch: int, seed: Optional[int]) -> torch.Tensor:
+        """(B, T, A) standard normal on the CPU (so a seed gives the same noise on every device)."""
+        head = self.config.action_head
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.randn((batch, head.chunk_length, head.action_dim), generator=generator)
+
+    @torch.inference_mode()
+    def sample_normalized(
+        self,
+        images: list[np.ndarray],
+        instructions: list[str],
+        seed: Optional[int] = None,
+        cfg_scale: Optional[float] = None,
+        timer: Optional[StageTimer] = None,
+    ) -> torch.Tensor:
+        """B frames (H, W, 3) uint8 + B instructions -> sampled normalised chunks (B, T, A) float32, not clipped."""
+        timer = timer or StageTimer(enabled=False)
+        if len(images) != len(instructions):
+            raise ValueError(f"instructions: expected {len(images)} (one per image), got {len(instructions)}")
+        with timer.stage("preprocess"):
+            frames = [validate_image(image, f"images[{i}]") for i, image in enumerate(images)]
+            texts = [validate_instruction(text, f"instructions[{i}]") for i, text in enumerate(instructions)]
+            pixels = self.vision.preprocess(frames)
+            prompt = self.language_model.tokenize(texts)
+        with timer.stage("vision"):
+            features = self.vision(pixels)
+        with timer.stage("projector"):
+            visual = self.projector(features.to(self.projector.projector[0].weight.dtype))
+        with timer.stage("llm"):
+            cognition = self.language_model(visual, prompt)
+        with timer.stage("action_head"):
+            head_dtype = self.action_head.positional_embedding.dtype
+            noise = self.initial_noise(len(frames), seed).to(self.device, head_dtype)
+            actions = self.sampler.sample(
+                self.action_head,
+                noise,
+                cognition.to(head_dtype),
+                uncondition=self.action_head.z_embedder.uncondition,
+                cfg_scale=cfg_scale,
+            )
+        return actions.float()
+
+    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput:
+        """One control step. Raises ``ValueError`` naming the field for a bad image or instruction."""
+        if self.statistics is None:
+            raise ValueError(
+                "actions.statistics / actions.unnorm_key: this policy has no action statistics, so its actions "
+                "cannot be unnormalised"
+            )
+        timer = StageTimer(device=str(self.device))
+        with timer.stage("total"):
+            normalized = self.sample_normalized([obs.image], [obs.instruction], seed=seed, timer=timer)
+            with timer.stage("postprocess"):
+                actions, clipped = self.statistics.unnormalize(normalized[0].cpu().numpy())
+                action = self.ensemble.add(actions) if self.ensemble is not None else actions[0].copy()
+        return PolicyOutput(actions=actions, normalized_actions=clipped, action=action, timings_ms=timer.results_ms())
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per module (vision towers, projector, llm, action_head) and in total."""
+        modules = {
+            "vision": self.vision,
+            "projector": self.projector,
+            "llm": self.language_model,
+            "action_head": self.action_head,
+        }
+        counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
+        counts["total"] = sum(counts.values())
+        return counts

@@ -1,0 +1,91 @@
+"""The DINOv2 + SigLIP vision front end of CogACT (Prismatic ``dinosiglip-vit-so-224px``).
+
+Both towers are transformers models built at full depth, so the module holds every tensor of CogACT's vision
+backbone (final norms and SigLIP's attention-pool head included, unused as in CogACT). Features are the raw output
+of the second-to-last block with prefix tokens dropped; the last block is never run because CogACT discards its
+output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipVisionConfig, SiglipVisionModel
+
+from policies.config import VisionConfig
+from policies.image_transforms import preprocess_images
+
+
+def build_dino(config: VisionConfig) -> Dinov2WithRegistersModel:
+    dino = config.dino
+    hf_config = Dinov2WithRegistersConfig(
+        hidden_size=dino.hidden_size,
+        num_hidden_layers=dino.depth,
+        num_attention_heads=dino.num_heads,
+        mlp_ratio=dino.mlp_ratio,
+        hidden_act="gelu",
+        layer_norm_eps=1e-6,
+        image_size=config.image_size,
+        patch_size=dino.patch_size,
+        num_register_tokens=dino.num_register_tokens,
+        layerscale_value=dino.layerscale_init,
+        qkv_bias=True,
+        use_swiglu_ffn=False,
+        attn_implementation="sdpa",
+    )
+    return Dinov2WithRegistersModel(hf_config)
+
+
+def build_siglip(config: VisionConfig) -> SiglipVisionModel:
+    siglip = config.siglip
+    hf_config = SiglipVisionConfig(
+        hidden_size=siglip.hidden_size,
+        intermediate_size=siglip.intermediate_size,
+        num_hidden_layers=siglip.depth,
+        num_attention_heads=siglip.num_heads,
+        image_size=config.image_size,
+        patch_size=siglip.patch_size,
+        hidden_act="gelu",  # timm's SigLIP uses exact GELU; transformers defaults to the tanh approximation
+        layer_norm_eps=1e-6,
+        vision_use_head=True,
+        attn_implementation="sdpa",
+    )
+    return SiglipVisionModel(hf_config)
+
+
+class DinoSigLIPFrontEnd(nn.Module):
+    """RGB frames -> visual tokens (B, N, D) with N = (image_size / patch)^2 (256 at 224 px) and
+    D = dino.hidden_size + siglip.hidden_size (2176 at base size)."""
+
+    def __init__(self, config: VisionConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dino = build_dino(config)
+        self.siglip = build_siglip(config)
+        self.num_tokens = config.num_patches
+        self.token_dim = config.feature_dim
+        self._dino_prefix = 1 + config.dino.num_register_tokens
+
+    def preprocess(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """(H, W, 3) uint8 frames -> ``{"dino", "siglip"}`` pixel tensors (B, 3, S, S) on the module's device."""
+        device = self.dino.embeddings.patch_embeddings.projection.weight.device
+        return {k: v.to(device) for k, v in preprocess_images(images, self.config.image_size).items()}
+
+    def dino_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, N, dino.hidden_size): block depth-2 output, no final norm, CLS and registers dropped."""
+        hidden = self.dino.embeddings(pixels.to(self.dino.dtype))
+        for layer in self.dino.encoder.layer[:-1]:
+            hidden = layer(hidden)
+        return hidden[:, self._dino_prefix :]
+
+    def siglip_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, N, siglip.hidden_size): block depth-2 output, no final norm."""
+        hidden = self.siglip.embeddings(pixels.to(self.siglip.dtype))
+        for layer in self.siglip.encoder.layers[:-1]:
+            hidden = layer(hidden, None)
+        return hidden
+
+    def forward(self, pixel_values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``{"dino": (B,3,S,S), "siglip": (B,3,S,S)}`` -> (B, N, D)."""
+        return torch.cat([self.dino_features(pixel_values["dino"]), self.siglip_features(pixel_values["siglip"])], -1)

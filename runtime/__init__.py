@@ -1,0 +1,1 @@
+"""The real-time side of vlart: stage timing, control loop, command line."""

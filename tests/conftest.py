@@ -1,0 +1,30 @@
+"""Shared fixtures: the tiny config and a built tiny policy (random weights, seeded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "models"
+TINY = CONFIGS / "cogact-tiny.yaml"
+SAMPLE_IMAGE = REPO / "configs" / "samples" / "bridge_table.png"
+
+
+@pytest.fixture(scope="session")
+def tiny_policy():
+    from policies.factory import load_policy
+
+    return load_policy(TINY)
+
+
+@pytest.fixture()
+def frame() -> np.ndarray:
+    """A 480x640 RGB frame, like SIMPLER's 3rd-view camera."""
+    return np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from policies.ensemble import AdaptiveActionEnsemble
+
+
+def test_first_chunk_returns_its_first_row():
+    ensemble = AdaptiveActionEnsemble(horizon=3, alpha=0.1)
+    assert ensemble.add(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])).tolist() == [1.0, 0.0]
+
+
+def test_hand_computed_weights():
+    ensemble = AdaptiveActionEnsemble(horizon=3, alpha=0.1)
+    ensemble.add(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    # Predictions for this step: older chunk's row 1 = [0, 1], newest chunk's row 0 = [1, 1] (the reference).
+    # cos = 1/sqrt(2) and 1; weights exp(0.0707107) = 1.0732706, exp(0.1) = 1.1051709 -> 0.4926782, 0.5073218.
+    out = ensemble.add(np.array([[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]))
+    assert out.tolist() == pytest.approx([0.5073218, 1.0], abs=1e-6)
+
+
+def test_horizon_limits_history_and_reset_clears():
+    ensemble = AdaptiveActionEnsemble(horizon=2, alpha=0.1)
+    chunk = np.tile(np.arange(4.0)[:, None], (1, 2))  # row k = [k, k]
+    for _ in range(5):
+        out = ensemble.add(chunk)
+    assert len(ensemble) == 2
+    # Predictions: the older chunk's row 1 = [1, 1], the newest chunk's row 0 = [0, 0]. The reference is the zero
+    # vector, so both cosines are 0, the weights are equal and the result is the mean.
+    assert out.tolist() == pytest.approx([0.5, 0.5])
+    ensemble.reset()
+    assert len(ensemble) == 0
+    assert ensemble.add(chunk).tolist() == [0.0, 0.0]
+
+
+def test_invalid_input():
+    with pytest.raises(ValueError, match="horizon: expected >= 1"):
+        AdaptiveActionEnsemble(horizon=0)
+    ensemble = AdaptiveActionEnsemble(horizon=7)
+    with pytest.raises(ValueError, match="chunk: expected shape"):
+        ensemble.add(np.zeros(7))
+    with pytest.raises(ValueError, match="cannot cover ensemble horizon 7"):
+        ensemble.add(np.zeros((4, 7)))
