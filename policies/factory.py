@@ -102,12 +102,12 @@ def load_checkpoint(directory: Path, unnorm_key: Optional[str] = None, device: O
 def load_policy(model: str | Path, unnorm_key: Optional[str] = None, device: Optional[str] = None) -> CogACTPolicy:
     """``--model``: a config YAML (random init) or a vlart checkpoint directory."""
     path = Path(model).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"--model {model}: no such file or directory")
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
             return load_checkpoint(path, unnorm_key=unnorm_key, device=device)
         raise FileNotFoundError(f"--model {model}: directory has no {CONFIG_FILE}; expected a vlart checkpoint")
     if path.suffix in (".yaml", ".yml"):
         return build_policy(load_config(path), unnorm_key=unnorm_key, device=device)
-    if not path.exists():
-        raise FileNotFoundError(f"--model {model}: no such file or directory")
     raise ValueError(f"--model {model}: expected a model config (.yaml) or a checkpoint directory")

@@ -121,8 +121,8 @@ class CogACTPolicy(nn.Module):
             control_rate_hz=self.config.actions.control_rate_hz,
             image_size=self.config.vision.image_size,
             image_keys=("primary",),
-            unnorm_key=self.statistics.unnorm_key if self.statistics else None,
-            ensemble_horizon=self.ensemble.horizon if self.ensemble else None,
+            unnorm_key=self.statistics.unnorm_key if self.statistics is not None else None,
+            ensemble_horizon=self.ensemble.horizon if self.ensemble is not None else None,
         )
 
     def reset(self) -> None:

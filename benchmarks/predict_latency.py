@@ -1,0 +1,102 @@
+"""Predict latency per model config, per stage: prints a table and writes JSON.
+
+    .venv/bin/python benchmarks/predict_latency.py [--models tiny small] [--steps 10] [--warmup 2]
+        [--threads N] [--out benchmarks/results/predict_latency.json]
+
+Each step is one ``predict_action`` on the sample Bridge frame (640x480), seeds 0..steps-1, the ensemble reset each
+step so every step does the same work. Times are wall-clock milliseconds of the policy's own stage timer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STAGES = ["preprocess", "vision", "projector", "llm", "action_head", "postprocess", "total"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    from policies.factory import load_policy
+    from policies.policy import Observation
+
+    t0 = time.perf_counter()
+    policy = load_policy(REPO / "configs" / "models" / f"cogact-{name}.yaml", device=device)
+    build_s = time.perf_counter() - t0
+    frame = np.asarray(Image.open(REPO / "configs" / "samples" / "bridge_table.png").convert("RGB"))
+    obs = Observation(frame, "put the carrot on the plate")
+    per_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for step in range(warmup + steps):
+        policy.reset()
+        out = policy.predict_action(obs, seed=step)
+        if step >= warmup:
+            for stage in STAGES:
+                per_stage[stage].append(out.timings_ms.get(stage, 0.0))
+    counts = policy.parameter_counts()
+    return {
+        "model": f"cogact-{name}",
+        "parameters_m": round(counts["total"] / 1e6, 2),
+        "build_s": round(build_s, 3),
+        "steps": steps,
+        "stage_mean_ms": {s: round(statistics.fmean(v), 3) for s, v in per_stage.items()},
+        "total_p50_ms": round(percentile(per_stage["total"], 50), 3),
+        "total_p95_ms": round(percentile(per_stage["total"], 95), 3),
+        "llm_share": round(statistics.fmean(per_stage["llm"]) / statistics.fmean(per_stage["total"]), 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny", "small"])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "predict_latency.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [bench_model(name, args.steps, args.warmup, args.device) for name in args.models]
+    header = f"{'model':<14}{'params M':>10}" + "".join(f"{s:>13}" for s in STAGES) + f"{'p95':>10}{'llm %':>8}"
+    print(f"predict latency, mean ms over {args.steps} steps ({args.warmup} warm-up), torch threads "
+          f"{torch.get_num_threads()}")
+    print(header)
+    for row in rows:
+        print(f"{row['model']:<14}{row['parameters_m']:>10.1f}"
+              + "".join(f"{row['stage_mean_ms'][s]:>13.1f}" for s in STAGES)
+              + f"{row['total_p95_ms']:>10.1f}{100 * row['llm_share']:>7.0f}%")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "predict_latency",
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "results": rows,
+    }, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
