@@ -59,21 +59,15 @@ class DDIMActionSampler:
         condition: torch.Tensor,
         uncondition: Optional[torch.Tensor] = None,
         cfg_scale: Optional[float] = None,
-        on_step: Optional[Callable[[int, int], None]] = None,
     ) -> torch.Tensor:
-        """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped.
-
-        ``on_step(k, t)`` is called before loop iteration k (k = 0 is t = 90) when given.
-        """
+        """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped."""
         scale = self.config.cfg_scale if cfg_scale is None else cfg_scale
         guided = uncondition is not None and scale != 1.0
         batch = noise.shape[0]
         if guided:
             condition = torch.cat([condition, uncondition.expand(batch, -1).to(condition.dtype)], dim=0)
         x = noise
-        for k, t in enumerate(self.scheduler.timesteps):
-            if on_step is not None:
-                on_step(k, int(t))
+        for t in self.scheduler.timesteps:
             model_input = torch.cat([x, x], dim=0) if guided else x
             t_batch = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=x.device)
             eps = predict_noise(model_input, t_batch, condition)

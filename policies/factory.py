@@ -50,15 +50,18 @@ def build_policy(
     if unnorm_key is not None:
         config.actions.unnorm_key = unnorm_key
     statistics = load_statistics(config)
-    with torch.random.fork_rng(devices=[]):
+    tokenizer = None
+    if config.llm.tokenizer is not None:
+        tokenizer = load_tokenizer(resolve_tokenizer_dir(config.llm.tokenizer, config.base_dir))
+    target = torch.device(device or config.runtime.device)
+    # Allocating on the target device directly: a 7B model never has to fit in host memory in float32 first.
+    with torch.random.fork_rng(devices=[]), target:
         torch.manual_seed(config.runtime.init_seed)
         with nullcontext() if random_init else no_init_weights():
             policy = CogACTPolicy(config, statistics=statistics)
-    if config.llm.tokenizer is not None:
-        policy.language_model.set_tokenizer(load_tokenizer(resolve_tokenizer_dir(config.llm.tokenizer, config.base_dir)))
-    target = torch.device(device or config.runtime.device)
+    if tokenizer is not None:
+        policy.language_model.set_tokenizer(tokenizer)
     dtype = DTYPES[config.runtime.dtype]
-    policy.to(target)
     for module in (policy.vision, policy.projector, policy.language_model):
         module.to(dtype)
     return policy.eval()
@@ -88,15 +91,15 @@ def load_checkpoint(directory: Path, unnorm_key: Optional[str] = None, device: O
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}; not a vlart checkpoint directory")
-    policy = build_policy(config, unnorm_key=unnorm_key, device="cpu", random_init=False)
-    state = load_file(str(weights))
+    policy = build_policy(config, unnorm_key=unnorm_key, device=device, random_init=False)
+    state = load_file(str(weights), device=str(policy.device))
     result = policy.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
             f"{weights}: weights do not match the config; missing: {result.missing_keys[:10]}, "
             f"unexpected: {result.unexpected_keys[:10]}"
         )
-    return policy.to(device or config.runtime.device)
+    return policy
 
 
 def load_policy(model: str | Path, unnorm_key: Optional[str] = None, device: Optional[str] = None) -> CogACTPolicy:

@@ -144,3 +144,14 @@ def test_model_argument_errors(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"")
     with pytest.raises(ValueError, match="expected a model config"):
         load_policy(tmp_path / "weights.bin")
+
+
+def test_bfloat16_runtime_keeps_the_action_head_in_float32(frame):
+    config = load_config(TINY)
+    config.runtime.dtype = "bfloat16"
+    policy = build_policy(config)
+    assert policy.language_model.llm.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert policy.vision.dino.embeddings.cls_token.dtype == torch.bfloat16
+    assert policy.action_head.positional_embedding.dtype == torch.float32
+    out = policy.predict_action(Observation(frame, "put the spoon on the towel"), seed=0)
+    assert out.actions.shape == (16, 7) and np.isfinite(out.actions).all()
