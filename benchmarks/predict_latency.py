@@ -36,7 +36,7 @@ def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
     from PIL import Image
 
     from policies.factory import load_policy
-    from policies.policy import Observation
+    from policies.interface import Observation
 
     t0 = time.perf_counter()
     policy = load_policy(REPO / "configs" / "models" / f"cogact-{name}.yaml", device=device)

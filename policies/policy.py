@@ -6,8 +6,7 @@ preprocess -> DINOv2+SigLIP (B, 256, 2176) -> projector (B, 256, hidden) -> LLaM
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Optional, Protocol
+from typing import Optional
 
 import numpy as np
 import torch
@@ -18,65 +17,12 @@ from policies.config import PolicyConfig
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
 from policies.image_transforms import validate_image
+from policies.interface import ACTION_NAMES, Conventions, Observation, PolicyOutput
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
 from policies.projector import FusedMLPProjector
 from policies.vision import DinoSigLIPFrontEnd
 from runtime.timing import StageTimer
-
-ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
-
-
-@dataclass
-class Observation:
-    """What the robot sends: one RGB frame (H, W, 3) uint8, the instruction, optional proprioception (unused by
-    CogACT)."""
-
-    image: np.ndarray
-    instruction: str
-    proprio: Optional[np.ndarray] = None
-
-
-@dataclass
-class PolicyOutput:
-    """actions (T, A) unnormalised chunk; normalized_actions (T, A) clipped, gripper binarised; action (A,) the one to
-    execute now (ensembled when the ensemble is on, else the chunk's first row); timings_ms per stage."""
-
-    actions: np.ndarray
-    normalized_actions: np.ndarray
-    action: np.ndarray
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Conventions:
-    """What a client must know to use the actions (announced by the server in ``hello``)."""
-
-    action_dim: int
-    action_names: tuple[str, ...]
-    rotation: str
-    gripper: str
-    chunk_length: int
-    control_rate_hz: float
-    image_size: int
-    image_keys: tuple[str, ...]
-    unnorm_key: Optional[str]
-    ensemble_horizon: Optional[int]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class Policy(Protocol):
-    """The interface the server, the evaluation runner and the profiler use, and nothing else."""
-
-    @property
-    def conventions(self) -> Conventions: ...
-
-    def reset(self) -> None: ...
-
-    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput: ...
-
 
 def validate_instruction(instruction: object, field_name: str = "instruction") -> str:
     if not isinstance(instruction, str):
@@ -102,8 +48,28 @@ class CogACTPolicy(nn.Module):
         self.action_head = DiffusionTransformer(config.action_head, cognition_dim=config.llm.hidden_size)
         self.sampler = DDIMActionSampler(config.sampler)
         self.statistics = statistics
-        actions = config.actions
-        self.ensemble = AdaptiveActionEnsemble(actions.ensemble_horizon, actions.ensemble_alpha) if actions.ensemble else None
+        self.ensemble = self.new_ensemble()
+
+    def new_ensemble(self) -> Optional[AdaptiveActionEnsemble]:
+        actions = self.config.actions
+        return AdaptiveActionEnsemble(actions.ensemble_horizon, actions.ensemble_alpha) if actions.ensemble else None
+
+    def session(self) -> "PolicySession":
+        """A Policy with its own ensemble history that shares this model (one per client of a server)."""
+        return PolicySession(self, self.new_ensemble())
+
+    @property
+    def metadata(self) -> dict:
+        """What a server announces about the model."""
+        return {
+            "name": self.config.name,
+            "family": "cogact",
+            "parameters": self.parameter_counts()["total"],
+            "device": str(self.device),
+            "dtype": self.config.runtime.dtype,
+            "num_inference_steps": self.config.sampler.num_inference_steps,
+            "cfg_scale": self.config.sampler.cfg_scale,
+        }
 
     @property
     def device(self) -> torch.device:
@@ -122,7 +88,7 @@ class CogACTPolicy(nn.Module):
             image_size=self.config.vision.image_size,
             image_keys=("primary",),
             unnorm_key=self.statistics.unnorm_key if self.statistics is not None else None,
-            ensemble_horizon=self.ensemble.horizon if self.ensemble is not None else None,
+            ensemble_horizon=self.config.actions.ensemble_horizon if self.config.actions.ensemble else None,
         )
 
     def reset(self) -> None:
@@ -174,6 +140,11 @@ class CogACTPolicy(nn.Module):
 
     def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput:
         """One control step. Raises ``ValueError`` naming the field for a bad image or instruction."""
+        return self.predict_with_ensemble(obs, seed, self.ensemble)
+
+    def predict_with_ensemble(
+        self, obs: Observation, seed: Optional[int], ensemble: Optional[AdaptiveActionEnsemble]
+    ) -> PolicyOutput:
         if self.statistics is None:
             raise ValueError(
                 "actions.statistics / actions.unnorm_key: this policy has no action statistics, so its actions "
@@ -184,7 +155,7 @@ class CogACTPolicy(nn.Module):
             normalized = self.sample_normalized([obs.image], [obs.instruction], seed=seed, timer=timer)
             with timer.stage("postprocess"):
                 actions, clipped = self.statistics.unnormalize(normalized[0].cpu().numpy())
-                action = self.ensemble.add(actions) if self.ensemble is not None else actions[0].copy()
+                action = ensemble.add(actions) if ensemble is not None else actions[0].copy()
         return PolicyOutput(actions=actions, normalized_actions=clipped, action=action, timings_ms=timer.results_ms())
 
     def parameter_counts(self) -> dict[str, int]:
@@ -198,3 +169,22 @@ class CogACTPolicy(nn.Module):
         counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
         counts["total"] = sum(counts.values())
         return counts
+
+
+class PolicySession:
+    """One client's view of a shared ``CogACTPolicy``: its own ensemble, the model's weights."""
+
+    def __init__(self, model: CogACTPolicy, ensemble: Optional[AdaptiveActionEnsemble]) -> None:
+        self.model = model
+        self.ensemble = ensemble
+
+    @property
+    def conventions(self) -> Conventions:
+        return self.model.conventions
+
+    def reset(self) -> None:
+        if self.ensemble is not None:
+            self.ensemble.reset()
+
+    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput:
+        return self.model.predict_with_ensemble(obs, seed, self.ensemble)

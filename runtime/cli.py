@@ -32,7 +32,7 @@ def _load_image(path: str):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from policies.factory import load_policy
-    from policies.policy import Observation
+    from policies.interface import Observation
 
     image = _load_image(args.image)
     policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from policies.factory import build_policy, load_policy, save_pretrained
-from policies.policy import Observation
+from policies.interface import Observation
 from policies.config import load_config
 from tests.conftest import TINY
 

@@ -1,0 +1,100 @@
+"""msgpack codec with numpy arrays as raw bytes (never pickle).
+
+An array travels as the map ``{"__ndarray__": true, "dtype": "<f4", "shape": [16, 7], "data": <bin>}``: C order,
+little-endian, dtype from an allowlist (bool, signed/unsigned integers, float16/32/64). Object, void, complex,
+datetime and string dtypes are refused on both sides. numpy scalars become plain msgpack numbers.
+Imports only numpy and msgpack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+
+ARRAY_TAG = "__ndarray__"
+ALLOWED_DTYPES = frozenset(
+    ["|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"]
+)
+MAX_NDIM = 8
+
+
+class CodecError(ValueError):
+    """A message cannot be encoded or decoded; the text names the offending field or value."""
+
+
+def _encode_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        dtype = obj.dtype
+        if dtype.byteorder == ">":
+            dtype = dtype.newbyteorder("<")
+            obj = obj.astype(dtype)
+        if dtype.str not in ALLOWED_DTYPES:
+            raise CodecError(f"array dtype {obj.dtype} is not allowed; allowed: {', '.join(sorted(ALLOWED_DTYPES))}")
+        array = np.ascontiguousarray(obj)
+        return {ARRAY_TAG: True, "dtype": dtype.str, "shape": list(array.shape), "data": memoryview(array).cast("B")}
+    if isinstance(obj, np.generic):
+        value = obj.item()
+        if isinstance(value, (bool, int, float)):
+            return value
+        raise CodecError(f"numpy scalar of dtype {obj.dtype} cannot be encoded")
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise CodecError(f"cannot encode object of type {type(obj).__name__}")
+
+
+def _decode_array(obj: dict[str, Any]) -> np.ndarray:
+    dtype = obj.get("dtype")
+    shape = obj.get("shape")
+    data = obj.get("data")
+    if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
+        raise CodecError(f"array dtype {dtype!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_DTYPES))}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_NDIM
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise CodecError(f"array shape must be a list of at most {MAX_NDIM} non-negative integers, got {shape!r}")
+    if not isinstance(data, bytes):
+        raise CodecError("array data must be msgpack bin")
+    np_dtype = np.dtype(dtype)
+    expected = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
+    if len(data) != expected:
+        raise CodecError(f"array data has {len(data)} bytes, dtype {dtype} and shape {shape} need {expected}")
+    return np.frombuffer(data, dtype=np_dtype).reshape(shape)
+
+
+def _object_hook(obj: dict[str, Any]) -> Any:
+    if obj.get(ARRAY_TAG) is True:
+        return _decode_array(obj)
+    return obj
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise CodecError(f"msgpack extension type {code} is not allowed")
+
+
+def encode(message: Any) -> bytes:
+    """Python/numpy value -> msgpack bytes."""
+    try:
+        return msgpack.packb(message, default=_encode_default, use_bin_type=True)
+    except CodecError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode message: {exc}") from None
+
+
+def decode(data: bytes) -> Any:
+    """msgpack bytes -> Python values with numpy arrays (read-only views of ``data``).
+
+    Anything that is not valid msgpack in this dialect raises ``CodecError``.
+    """
+    try:
+        return msgpack.unpackb(
+            data, raw=False, object_hook=_object_hook, ext_hook=_refuse_ext, strict_map_key=True, timestamp=0
+        )
+    except CodecError:
+        raise
+    except (msgpack.UnpackException, ValueError, TypeError, OverflowError) as exc:
+        raise CodecError(f"not a valid msgpack message: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,154 @@
+"""The vlart wire protocol, version 1 (specified in ``bridge/PROTOCOL.md``): message envelope, types, error codes and
+the validation of each payload. Shared by the server and the thin client; imports only numpy and msgpack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from bridge.codec import CodecError, decode, encode
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+HELLO = "hello"
+INFER = "infer"
+RESET = "reset"
+PING = "ping"
+ERROR = "error"
+REQUEST_TYPES = (HELLO, INFER, RESET, PING)
+
+# Error codes (payload.code of an "error" reply).
+BAD_MESSAGE = "bad_message"  # not msgpack, not a map, or envelope fields missing/wrong
+UNSUPPORTED_VERSION = "unsupported_version"
+TOO_LARGE = "too_large"
+UNKNOWN_TYPE = "unknown_type"
+BAD_REQUEST = "bad_request"  # a payload field is missing or invalid; payload.field names it
+BUSY = "busy"  # the inference queue is full; retry later
+INFERENCE_FAILED = "inference_failed"  # the policy raised on a valid request
+ERROR_CODES = (BAD_MESSAGE, UNSUPPORTED_VERSION, TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST, BUSY, INFERENCE_FAILED)
+
+MAX_IMAGE_SIDE = 4096
+MAX_INSTRUCTION_CHARS = 2048
+UNKNOWN_SEQ = -1
+
+
+@dataclass
+class Message:
+    v: int
+    type: str
+    seq: int
+    payload: dict[str, Any]
+
+
+class ProtocolError(Exception):
+    """A request the server refuses: becomes an ``error`` reply with ``code``, ``message`` and ``field``."""
+
+    def __init__(self, code: str, message: str, field: Optional[str] = None, seq: int = UNKNOWN_SEQ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.seq = seq
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            payload["field"] = self.field
+        return payload
+
+
+def pack(type_: str, seq: int, payload: dict[str, Any]) -> bytes:
+    return encode({"v": PROTOCOL_VERSION, "type": type_, "seq": seq, "payload": payload})
+
+
+def error_reply(error: ProtocolError) -> bytes:
+    return pack(ERROR, error.seq, error.payload())
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def unpack(raw: bytes) -> Message:
+    """Bytes -> Message, or ``ProtocolError`` (carrying the seq whenever it could be read). Unknown envelope keys are
+    ignored so that later minor versions can add some."""
+    try:
+        data = decode(raw)
+    except CodecError as exc:
+        raise ProtocolError(BAD_MESSAGE, str(exc)) from None
+    if not isinstance(data, dict):
+        raise ProtocolError(BAD_MESSAGE, f"message must be a msgpack map, got {type(data).__name__}")
+    seq = data.get("seq")
+    if not _is_int(seq) or not 0 <= seq < 2**63:
+        raise ProtocolError(BAD_MESSAGE, "seq: expected a non-negative integer", field="seq")
+    version = data.get("v")
+    if not _is_int(version):
+        raise ProtocolError(BAD_MESSAGE, "v: expected the protocol version as an integer", field="v", seq=seq)
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError(
+            UNSUPPORTED_VERSION,
+            f"v: protocol version {version} is not supported; this side speaks {list(SUPPORTED_VERSIONS)}",
+            field="v",
+            seq=seq,
+        )
+    type_ = data.get("type")
+    if not isinstance(type_, str):
+        raise ProtocolError(BAD_MESSAGE, "type: expected a string", field="type", seq=seq)
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict):
+        raise ProtocolError(BAD_MESSAGE, "payload: expected a map", field="payload", seq=seq)
+    return Message(version, type_, seq, payload)
+
+
+@dataclass
+class InferRequest:
+    """A validated ``infer`` payload: images by key, (H, W, 3) uint8 each."""
+
+    images: dict[str, np.ndarray]
+    instruction: str
+    proprio: Optional[np.ndarray]
+    seed: Optional[int]
+
+
+def _bad(field: str, message: str, seq: int) -> ProtocolError:
+    return ProtocolError(BAD_REQUEST, f"{field}: {message}", field=field, seq=seq)
+
+
+def validate_image(value: Any, field: str, seq: int) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise _bad(field, f"expected a uint8 array (H, W, 3), got {type(value).__name__}", seq)
+    if value.dtype != np.uint8:
+        raise _bad(field, f"expected dtype uint8, got {value.dtype}", seq)
+    if value.ndim != 3 or value.shape[2] != 3:
+        raise _bad(field, f"expected shape (H, W, 3), got {tuple(value.shape)}", seq)
+    if not (1 <= value.shape[0] <= MAX_IMAGE_SIDE and 1 <= value.shape[1] <= MAX_IMAGE_SIDE):
+        raise _bad(field, f"height and width must be between 1 and {MAX_IMAGE_SIDE}, got {tuple(value.shape)}", seq)
+    return value
+
+
+def validate_infer(payload: dict[str, Any], image_keys: tuple[str, ...], seq: int) -> InferRequest:
+    images = payload.get("images")
+    if not isinstance(images, dict) or not images:
+        raise _bad("payload.images", f"expected a map from camera key to image; required keys: {list(image_keys)}", seq)
+    missing = [key for key in image_keys if key not in images]
+    if missing:
+        raise _bad(f"payload.images.{missing[0]}", f"missing; required keys: {list(image_keys)}", seq)
+    checked = {key: validate_image(images[key], f"payload.images.{key}", seq) for key in image_keys}
+    instruction = payload.get("instruction")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise _bad("payload.instruction", "expected a non-empty string", seq)
+    if len(instruction) > MAX_INSTRUCTION_CHARS:
+        raise _bad("payload.instruction", f"longer than {MAX_INSTRUCTION_CHARS} characters", seq)
+    proprio = payload.get("proprio")
+    if proprio is not None:
+        if not isinstance(proprio, np.ndarray) or proprio.ndim != 1 or proprio.dtype.kind not in "fiu":
+            raise _bad("payload.proprio", "expected a 1-D numeric array", seq)
+        if not np.all(np.isfinite(proprio)):
+            raise _bad("payload.proprio", "contains NaN or infinity", seq)
+    seed = payload.get("seed")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
+        raise _bad("payload.seed", "expected a non-negative integer", seq)
+    return InferRequest(checked, instruction, proprio, seed)
