@@ -82,8 +82,8 @@ def unpack(raw: bytes) -> Message:
     if not isinstance(data, dict):
         raise ProtocolError(BAD_MESSAGE, f"message must be a msgpack map, got {type(data).__name__}")
     seq = data.get("seq")
-    if not _is_int(seq) or not 0 <= seq < 2**63:
-        raise ProtocolError(BAD_MESSAGE, "seq: expected a non-negative integer", field="seq")
+    if not _is_int(seq) or not UNKNOWN_SEQ <= seq < 2**63:
+        raise ProtocolError(BAD_MESSAGE, "seq: expected an integer in [0, 2^63)", field="seq")
     version = data.get("v")
     if not _is_int(version):
         raise ProtocolError(BAD_MESSAGE, "v: expected the protocol version as an integer", field="v", seq=seq)

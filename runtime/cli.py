@@ -80,6 +80,74 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    import numpy as np
+
+    from bridge.keys import load_server_keys
+    from bridge.server import PolicyServer
+    from policies.factory import load_policy
+    from policies.interface import Observation
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    curve = load_server_keys(args.curve_keys) if args.curve_keys else None
+    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device)
+    size = policy.conventions.image_size
+    for _ in range(args.warmup):  # the first forward passes are slow; no client should pay for them
+        policy.session().predict_action(Observation(np.full((size, size, 3), 128, np.uint8), "warm up"), seed=0)
+    server = PolicyServer(policy, bind=args.bind, curve=curve, max_message_bytes=int(args.max_message_mb * 2**20))
+    signal.signal(signal.SIGINT, lambda *_: server.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    server.start()
+    print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
+    server.join()
+    print("vlart serve: stopped", flush=True)
+    return 0
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from bridge.client import PolicyClient
+    from bridge.keys import load_client_keys
+
+    if bool(args.curve_keys) != bool(args.curve_client):
+        raise ValueError("--curve-keys and --curve-client go together")
+    curve = load_client_keys(args.curve_keys, args.curve_client) if args.curve_keys else None
+    image = _load_image(args.image)
+    with PolicyClient(args.connect, timeout_s=args.timeout, retries=args.retries, curve=curve) as client:
+        info = client.hello()
+        result = client.infer({info["conventions"]["image_keys"][0]: image}, args.instruction, seed=args.seed)
+    if args.json:
+        print(json.dumps({
+            "model": info["model"],
+            "conventions": info["conventions"],
+            "actions": result.actions.tolist(),
+            "normalized_actions": result.normalized_actions.tolist(),
+            "action": result.action.tolist(),
+            "server_timing": result.server_timing,
+            "round_trip_ms": round(result.round_trip_ms, 3),
+        }))
+        return 0
+    names = info["conventions"]["action_names"]
+    print(f"{info['server']} protocol {info['protocol']} at {args.connect}: model {info['model']['name']}")
+    print("step " + " ".join(f"{n:>9}" for n in names))
+    for i, row in enumerate(result.actions):
+        print(f"{i:>4} " + " ".join(f"{v:>9.5f}" for v in row))
+    print("action to execute: " + " ".join(f"{v:.5f}" for v in result.action))
+    print(f"round trip {result.round_trip_ms:.1f} ms; server: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in result.server_timing.items()))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from bridge.keys import generate_keys
+
+    for path in generate_keys(args.directory, args.client or ["client"]):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlart", description="A runtime for vision-language-action robot policies.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,6 +166,35 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", required=True, help="model config YAML")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
+
+    serve = commands.add_parser("serve", help="serve a policy over ZeroMQ")
+    serve.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback :5555)")
+    serve.add_argument("--curve-keys", default=None, metavar="DIR", help="require CURVE: keys from `vlart keys generate`")
+    serve.add_argument("--unnorm-key", default=None)
+    serve.add_argument("--device", default=None)
+    serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted (MiB)")
+    serve.add_argument("--warmup", type=int, default=1, help="forward passes before serving (default 1)")
+    serve.set_defaults(func=cmd_serve)
+
+    client = commands.add_parser("client", help="call a running server once and print the actions")
+    client.add_argument("--connect", default="tcp://127.0.0.1:5555", help="server endpoint")
+    client.add_argument("--image", required=True, help="RGB image file")
+    client.add_argument("--instruction", required=True)
+    client.add_argument("--seed", type=int, default=None)
+    client.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
+    client.add_argument("--retries", type=int, default=1)
+    client.add_argument("--curve-keys", default=None, metavar="DIR", help="key directory (holds server.key)")
+    client.add_argument("--curve-client", default=None, metavar="NAME", help="this client's key pair in DIR/clients")
+    client.add_argument("--json", action="store_true")
+    client.set_defaults(func=cmd_client)
+
+    keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = keys_commands.add_parser("generate", help="make a server key pair and client key pairs")
+    generate.add_argument("directory")
+    generate.add_argument("--client", action="append", help="client name (repeatable; default: client)")
+    generate.set_defaults(func=cmd_keys)
     return parser
 
 
@@ -106,7 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"vlart {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

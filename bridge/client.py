@@ -1,0 +1,188 @@
+"""The thin robot-side client of the vlart action server. Imports only numpy, pyzmq and msgpack.
+
+Every call has a timeout. The socket is a DEALER (no REQ lockstep to wedge); on a timeout it is closed and
+recreated, and the call is retried up to ``retries`` times before ``PolicyTimeout``. Each attempt carries a new
+``seq`` and replies whose ``seq`` is not the awaited one are dropped, so a late reply can never be returned for
+another request. The client keeps one ZeroMQ routing id across reconnects, so the server keeps its session
+(ensemble history) when the connection is re-established.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import zmq
+
+from bridge import protocol
+from bridge.keys import ClientKeys
+
+
+class PolicyClientError(RuntimeError):
+    """Base class of the client's errors."""
+
+
+class PolicyTimeout(PolicyClientError):
+    """No reply within the timeout, on every attempt."""
+
+
+class ServerError(PolicyClientError):
+    """The server answered with an ``error`` message."""
+
+    def __init__(self, code: str, message: str, field: Optional[str] = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class InferResult:
+    """actions (T, A) unnormalised chunk, normalized_actions (T, A), action (A,) to execute now, the server's
+    per-stage timing (ms) and the client-measured round trip (ms)."""
+
+    actions: np.ndarray
+    normalized_actions: np.ndarray
+    action: np.ndarray
+    server_timing: dict[str, float]
+    round_trip_ms: float
+    seq: int
+
+
+class PolicyClient:
+    """``PolicyClient("tcp://127.0.0.1:5555").infer({"primary": frame}, "put the carrot on the plate")``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        curve: Optional[ClientKeys] = None,
+        name: str = "vlart-client",
+        context: Optional[zmq.Context] = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.curve = curve
+        self.name = name
+        self.context = context or zmq.Context.instance()
+        self.routing_id = b"vlart-" + os.urandom(8).hex().encode()
+        self._seq = itertools.count(1)
+        self._socket: Optional[zmq.Socket] = None
+        self.reconnects = 0
+        self.dropped_replies = 0
+
+    def _connect(self) -> zmq.Socket:
+        if self._socket is None:
+            sock = self.context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.routing_id = self.routing_id
+            if self.curve is not None:
+                sock.curve_secretkey = self.curve.secret
+                sock.curve_publickey = self.curve.public
+                sock.curve_serverkey = self.curve.server_public
+            sock.connect(self.endpoint)
+            self._socket = sock
+        return self._socket
+
+    def _reset_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+            self.reconnects += 1
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def __enter__(self) -> "PolicyClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, type_: str, payload: dict[str, Any], timeout_s: Optional[float] = None) -> tuple[dict, int, float]:
+        """Send one request and wait for its reply: (payload, seq, round trip ms). Raises ``ServerError`` on an
+        ``error`` reply and ``PolicyTimeout`` when every attempt times out."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        for _ in range(self.retries + 1):
+            seq = next(self._seq)
+            sock = self._connect()
+            started = time.perf_counter()
+            sock.send(protocol.pack(type_, seq, payload))
+            reply = self._await(sock, seq, started + timeout)
+            if reply is not None:
+                elapsed_ms = (time.perf_counter() - started) * 1e3
+                if reply.type == protocol.ERROR:
+                    raise ServerError(str(reply.payload.get("code")), str(reply.payload.get("message")),
+                                      reply.payload.get("field"))
+                if reply.type != type_:
+                    raise PolicyClientError(f"expected a {type_!r} reply, got {reply.type!r}")
+                return reply.payload, seq, elapsed_ms
+            self._reset_socket()
+        raise PolicyTimeout(
+            f"{type_}: no reply from {self.endpoint} within {timeout:g} s ({self.retries + 1} attempts). Is the server "
+            "running and reachable? If it uses CURVE, is this client's public key in its authorized directory?"
+        )
+
+    def _await(self, sock: zmq.Socket, seq: int, deadline: float) -> Optional[protocol.Message]:
+        while True:
+            remaining_ms = int((deadline - time.perf_counter()) * 1e3)
+            if remaining_ms <= 0 or not sock.poll(remaining_ms, zmq.POLLIN):
+                return None
+            try:
+                reply = protocol.unpack(sock.recv())
+            except protocol.ProtocolError as error:
+                raise PolicyClientError(f"malformed reply from {self.endpoint}: {error.message}") from None
+            if reply.seq == seq:
+                return reply
+            self.dropped_replies += 1  # a late reply to an earlier, timed-out request
+
+    def hello(self) -> dict[str, Any]:
+        """Server name, protocol version, model metadata and the action/observation conventions."""
+        payload, _, _ = self.call(protocol.HELLO, {"name": self.name, "version": protocol.PROTOCOL_VERSION})
+        return payload
+
+    def ping(self, timeout_s: Optional[float] = None) -> dict[str, Any]:
+        payload, _, _ = self.call(protocol.PING, {}, timeout_s=timeout_s)
+        return payload
+
+    def reset(self) -> None:
+        """Episode start: the server clears this client's ensemble history."""
+        self.call(protocol.RESET, {})
+
+    def infer(
+        self,
+        images: Mapping[str, np.ndarray] | np.ndarray,
+        instruction: str,
+        proprio: Optional[np.ndarray] = None,
+        seed: Optional[int] = None,
+        timeout_s: Optional[float] = None,
+    ) -> InferResult:
+        """One observation -> the action chunk. ``images`` maps camera keys to (H, W, 3) uint8 frames; a bare array
+        is sent as ``primary``."""
+        if isinstance(images, np.ndarray):
+            images = {"primary": images}
+        payload: dict[str, Any] = {"images": dict(images), "instruction": instruction}
+        if proprio is not None:
+            payload["proprio"] = np.asarray(proprio)
+        if seed is not None:
+            payload["seed"] = int(seed)
+        reply, seq, rtt = self.call(protocol.INFER, payload, timeout_s=timeout_s)
+        try:
+            return InferResult(
+                actions=np.asarray(reply["actions"]),
+                normalized_actions=np.asarray(reply["normalized_actions"]),
+                action=np.asarray(reply["action"]),
+                server_timing=dict(reply.get("server_timing", {})),
+                round_trip_ms=rtt,
+                seq=seq,
+            )
+        except KeyError as exc:
+            raise PolicyClientError(f"infer reply lacks {exc}") from None

@@ -1,0 +1,310 @@
+"""The vlart action server: a ZeroMQ ROUTER socket in front of a shared policy.
+
+One socket thread owns the ROUTER: it decodes and validates every message, answers ``hello`` and ``ping`` at once,
+and queues ``infer`` and ``reset`` for the inference worker, so a long forward pass never delays a ping. The worker
+runs requests in arrival order (resets stay ordered with the infers of their client) and hands replies back over an
+inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity) has its own session: its own
+ensemble history on the shared model. Every refused message gets an ``error`` reply and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import zmq
+
+from bridge import protocol
+from bridge.keys import ServerKeys
+from bridge.protocol import ProtocolError
+from policies.interface import Observation, Policy, ServablePolicy
+
+log = logging.getLogger("vlart.bridge.server")
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
+SERVER_NAME = "vlart"
+
+
+@dataclass
+class ClientSession:
+    policy: Policy
+    name: str = "?"
+    last_seen: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Job:
+    kind: str  # protocol.INFER or protocol.RESET
+    envelope: list[bytes]
+    seq: int
+    session: ClientSession
+    received: float
+    decode_ms: float
+    request: Optional[protocol.InferRequest] = None
+
+
+class PolicyServer:
+    """Serves ``policy`` on ``bind``. ``start()`` runs it in background threads; ``serve_forever()`` in this thread.
+
+    ``max_message_bytes``: larger requests get a ``too_large`` error; beyond twice that ZeroMQ drops the connection
+    without reading the message (so a huge message cannot exhaust memory). ``max_queue``: pending inferences beyond
+    it get ``busy``. Sessions idle for ``session_idle_s`` are forgotten.
+    """
+
+    def __init__(
+        self,
+        policy: ServablePolicy,
+        bind: str = DEFAULT_BIND,
+        curve: Optional[ServerKeys] = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_queue: int = 16,
+        session_idle_s: float = 600.0,
+        context: Optional[zmq.Context] = None,
+    ) -> None:
+        self.policy = policy
+        self.bind = bind
+        self.curve = curve
+        self.max_message_bytes = max_message_bytes
+        self.session_idle_s = session_idle_s
+        self.context = context or zmq.Context.instance()
+        self.endpoint: Optional[str] = None
+        self.sessions: dict[bytes, ClientSession] = {}
+        self._jobs: "queue.Queue[Job]" = queue.Queue(maxsize=max_queue)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._busy = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._results_address = f"inproc://vlart-results-{id(self)}"
+        self._started = time.monotonic()
+        self._authenticator: Any = None
+        self._hello_payload = {
+            "server": SERVER_NAME,
+            "protocol": protocol.PROTOCOL_VERSION,
+            "supported_versions": list(protocol.SUPPORTED_VERSIONS),
+            "model": policy.metadata,
+            "conventions": policy.conventions.to_dict(),
+            "max_message_bytes": max_message_bytes,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def _open_router(self) -> zmq.Socket:
+        router = self.context.socket(zmq.ROUTER)
+        router.linger = 0
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client that reconnects with its id keeps its session
+        router.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)
+        router.setsockopt(zmq.SNDHWM, 1000)
+        if self.curve is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._authenticator = ThreadAuthenticator(self.context)
+            self._authenticator.start()
+            self._authenticator.configure_curve(domain="*", location=str(self.curve.authorized_dir))
+            router.curve_secretkey = self.curve.secret
+            router.curve_publickey = self.curve.public
+            router.curve_server = True
+        router.bind(self.bind)
+        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        return router
+
+    def start(self) -> "PolicyServer":
+        """Bind and serve in background threads; returns once the socket is bound."""
+        thread = threading.Thread(target=self.serve_forever, name="vlart-socket", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self._ready.wait(timeout=30)
+        if self.endpoint is None:
+            raise RuntimeError(f"server failed to bind {self.bind}")
+        return self
+
+    def request_stop(self) -> None:
+        """Ask the serving loop to finish (safe from a signal handler); ``serve_forever`` then cleans up."""
+        self._stop.set()
+
+    def join(self) -> None:
+        """Wait until the server has stopped (``request_stop`` or a signal); wakes up often so signals are handled."""
+        for thread in self._threads:
+            while thread.is_alive():
+                thread.join(0.2)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def serve_forever(self) -> None:
+        results = self.context.socket(zmq.PULL)
+        results.bind(self._results_address)
+        try:
+            router = self._open_router()
+        except Exception:
+            results.close()
+            self._ready.set()
+            raise
+        worker = threading.Thread(target=self._work, name="vlart-inference", daemon=True)
+        worker.start()
+        log.info("serving %s on %s", self.policy.metadata.get("name"), self.endpoint)
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(results, zmq.POLLIN)
+        last_sweep = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                events = dict(poller.poll(100))
+                if router in events:
+                    self._drain_requests(router)
+                if results in events:
+                    while True:
+                        try:
+                            frames = results.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        router.send_multipart(frames)
+                if time.monotonic() - last_sweep > 5.0:
+                    self._forget_idle_sessions()
+                    last_sweep = time.monotonic()
+        finally:
+            self._stop.set()
+            worker.join(timeout=30)
+            router.close(linger=0)
+            results.close(linger=0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
+            log.info("server on %s stopped", self.endpoint)
+
+    # -- socket thread ---------------------------------------------------------------------------------------------
+
+    def _drain_requests(self, router: zmq.Socket) -> None:
+        for _ in range(1000):  # bounded, so results are forwarded even under a flood of requests
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            envelope, body = frames[:-1], frames[-1]
+            reply = self._handle(envelope, body)
+            if reply is not None:
+                router.send_multipart([*envelope, reply])
+
+    def _handle(self, envelope: list[bytes], body: bytes) -> Optional[bytes]:
+        received = time.perf_counter()
+        try:
+            message = protocol.unpack(body)
+            if len(body) > self.max_message_bytes:
+                raise ProtocolError(
+                    protocol.TOO_LARGE,
+                    f"message of {len(body)} bytes exceeds the limit of {self.max_message_bytes}",
+                    seq=message.seq,
+                )
+            return self._dispatch(envelope, message, received)
+        except ProtocolError as error:
+            return protocol.error_reply(error)
+
+    def _session(self, identity: bytes) -> ClientSession:
+        session = self.sessions.get(identity)
+        if session is None:
+            session = self.sessions[identity] = ClientSession(self.policy.session())
+        session.last_seen = time.monotonic()
+        return session
+
+    def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float) -> Optional[bytes]:
+        kind, seq, payload = message.type, message.seq, message.payload
+        if kind == protocol.PING:
+            return protocol.pack(protocol.PING, seq, {
+                "status": "ok",
+                "busy": self._busy.is_set(),
+                "queued": self._jobs.qsize(),
+                "sessions": len(self.sessions),
+                "uptime_s": round(time.monotonic() - self._started, 3),
+            })
+        if kind == protocol.HELLO:
+            session = self._session(envelope[0])
+            name = payload.get("name")
+            session.name = name if isinstance(name, str) else "?"
+            return protocol.pack(protocol.HELLO, seq, self._hello_payload)
+        if kind not in (protocol.INFER, protocol.RESET):
+            raise ProtocolError(
+                protocol.UNKNOWN_TYPE,
+                f"type: unknown message type {kind!r}; expected one of {list(protocol.REQUEST_TYPES)}",
+                field="type",
+                seq=seq,
+            )
+        request = None
+        if kind == protocol.INFER:
+            request = protocol.validate_infer(payload, self.policy.conventions.image_keys, seq)
+        job = Job(kind, envelope, seq, self._session(envelope[0]), received,
+                  decode_ms=(time.perf_counter() - received) * 1e3, request=request)
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise ProtocolError(
+                protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=seq
+            ) from None
+        return None
+
+    def _forget_idle_sessions(self) -> None:
+        cutoff = time.monotonic() - self.session_idle_s
+        for identity in [k for k, s in self.sessions.items() if s.last_seen < cutoff]:
+            del self.sessions[identity]
+
+    # -- inference worker ------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        out = self.context.socket(zmq.PUSH)
+        out.connect(self._results_address)
+        try:
+            while not self._stop.is_set():
+                try:
+                    job = self._jobs.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self._busy.set()
+                try:
+                    reply = self._run(job)
+                finally:
+                    self._busy.clear()
+                out.send_multipart([*job.envelope, reply])
+        finally:
+            out.close(linger=1000)
+
+    def _run(self, job: Job) -> bytes:
+        started = time.perf_counter()
+        try:
+            if job.kind == protocol.RESET:
+                job.session.policy.reset()
+                return protocol.pack(protocol.RESET, job.seq, {"ok": True})
+            request = job.request
+            assert request is not None
+            key = self.policy.conventions.image_keys[0]
+            output = job.session.policy.predict_action(
+                Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio),
+                seed=request.seed,
+            )
+        except ValueError as exc:
+            return protocol.error_reply(ProtocolError(protocol.BAD_REQUEST, str(exc), seq=job.seq))
+        except Exception as exc:  # the server must survive any policy failure
+            log.error("inference failed for seq %d: %s", job.seq, traceback.format_exc())
+            return protocol.error_reply(
+                ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}", seq=job.seq)
+            )
+        timing = {f"{name}_ms": round(ms, 4) for name, ms in output.timings_ms.items()}
+        timing["policy_total_ms"] = timing.pop("total_ms", round((time.perf_counter() - started) * 1e3, 4))
+        timing["decode_ms"] = round(job.decode_ms, 4)
+        timing["queue_ms"] = round((started - job.received) * 1e3 - job.decode_ms, 4)
+        payload: dict[str, Any] = {
+            "actions": output.actions,
+            "normalized_actions": output.normalized_actions,
+            "action": output.action,
+            "server_timing": timing,
+        }
+        encode_start = time.perf_counter()
+        timing["server_total_ms"] = round((encode_start - job.received) * 1e3, 4)
+        return protocol.pack(protocol.INFER, job.seq, payload)
