@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Sets up vlart in ./.venv: torch first (the pinned CPU wheel, so nothing pulls a multi-GB CUDA build), then the
-# project with the extras given (default: policy,test).
-#   ./setup.sh                 # policy + tests
+# project with the extras given (default: policy,plot,test).
+#   ./setup.sh                 # policy + plots + tests
 #   ./setup.sh policy          # the policy only
 # Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0).
 set -euo pipefail
 cd "$(dirname "$0")"
-extras="${1:-policy,test}"
+extras="${1:-policy,plot,test}"
 python="${PYTHON:-python3}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 

@@ -43,14 +43,20 @@ class ServerError(PolicyClientError):
 @dataclass
 class InferResult:
     """actions (T, A) unnormalised chunk, normalized_actions (T, A), action (A,) to execute now, the server's
-    per-stage timing (ms) and the client-measured round trip (ms)."""
+    per-stage timing (ms), the client's (``serialize_ms``: encoding the request; ``transport_ms``: round trip minus
+    the server's time; ``total_ms``: the round trip) and the server's budget verdict when it checks one."""
 
     actions: np.ndarray
     normalized_actions: np.ndarray
     action: np.ndarray
     server_timing: dict[str, float]
-    round_trip_ms: float
+    client_timing: dict[str, float]
     seq: int
+    budget: Optional[dict[str, Any]] = None
+
+    @property
+    def round_trip_ms(self) -> float:
+        return self.client_timing["total_ms"]
 
 
 class PolicyClient:
@@ -107,15 +113,19 @@ class PolicyClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, type_: str, payload: dict[str, Any], timeout_s: Optional[float] = None) -> tuple[dict, int, float]:
-        """Send one request and wait for its reply: (payload, seq, round trip ms). Raises ``ServerError`` on an
-        ``error`` reply and ``PolicyTimeout`` when every attempt times out."""
+    def call(
+        self, type_: str, payload: dict[str, Any], timeout_s: Optional[float] = None
+    ) -> tuple[dict, int, dict[str, float]]:
+        """Send one request and wait for its reply: (payload, seq, {"serialize_ms", "total_ms"}). Raises
+        ``ServerError`` on an ``error`` reply and ``PolicyTimeout`` when every attempt times out."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         for _ in range(self.retries + 1):
             seq = next(self._seq)
             sock = self._connect()
             started = time.perf_counter()
-            sock.send(protocol.pack(type_, seq, payload))
+            body = protocol.pack(type_, seq, payload)
+            serialize_ms = (time.perf_counter() - started) * 1e3
+            sock.send(body)
             reply = self._await(sock, seq, started + timeout)
             if reply is not None:
                 elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -124,7 +134,7 @@ class PolicyClient:
                                       reply.payload.get("field"))
                 if reply.type != type_:
                     raise PolicyClientError(f"expected a {type_!r} reply, got {reply.type!r}")
-                return reply.payload, seq, elapsed_ms
+                return reply.payload, seq, {"serialize_ms": serialize_ms, "total_ms": elapsed_ms}
             self._reset_socket()
         raise PolicyTimeout(
             f"{type_}: no reply from {self.endpoint} within {timeout:g} s ({self.retries + 1} attempts). Is the server "
@@ -174,15 +184,19 @@ class PolicyClient:
             payload["proprio"] = np.asarray(proprio)
         if seed is not None:
             payload["seed"] = int(seed)
-        reply, seq, rtt = self.call(protocol.INFER, payload, timeout_s=timeout_s)
+        reply, seq, client_timing = self.call(protocol.INFER, payload, timeout_s=timeout_s)
+        server_timing = dict(reply.get("server_timing", {}))
+        if "server_total_ms" in server_timing:
+            client_timing["transport_ms"] = client_timing["total_ms"] - server_timing["server_total_ms"]
         try:
             return InferResult(
                 actions=np.asarray(reply["actions"]),
                 normalized_actions=np.asarray(reply["normalized_actions"]),
                 action=np.asarray(reply["action"]),
-                server_timing=dict(reply.get("server_timing", {})),
-                round_trip_ms=rtt,
+                server_timing=server_timing,
+                client_timing=client_timing,
                 seq=seq,
+                budget=reply.get("budget"),
             )
         except KeyError as exc:
             raise PolicyClientError(f"infer reply lacks {exc}") from None

@@ -23,6 +23,7 @@ from bridge import protocol
 from bridge.keys import ServerKeys
 from bridge.protocol import ProtocolError
 from policies.interface import Observation, Policy, ServablePolicy
+from runtime.budgets import LatencyBudget
 
 log = logging.getLogger("vlart.bridge.server")
 
@@ -54,7 +55,8 @@ class PolicyServer:
 
     ``max_message_bytes``: larger requests get a ``too_large`` error; beyond twice that ZeroMQ drops the connection
     without reading the message (so a huge message cannot exhaust memory). ``max_queue``: pending inferences beyond
-    it get ``busy``. Sessions idle for ``session_idle_s`` are forgotten.
+    it get ``busy``. Sessions idle for ``session_idle_s`` are forgotten. With a ``budget``, every inference is checked
+    against it (the step ``total`` is ``server_total``: receipt to reply) and replies say which stages went over.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class PolicyServer:
         max_queue: int = 16,
         session_idle_s: float = 600.0,
         context: Optional[zmq.Context] = None,
+        budget: Optional[LatencyBudget] = None,
     ) -> None:
         self.policy = policy
+        self.budget = budget
         self.bind = bind
         self.curve = curve
         self.max_message_bytes = max_message_bytes
@@ -218,13 +222,16 @@ class PolicyServer:
     def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float) -> Optional[bytes]:
         kind, seq, payload = message.type, message.seq, message.payload
         if kind == protocol.PING:
-            return protocol.pack(protocol.PING, seq, {
+            reply = {
                 "status": "ok",
                 "busy": self._busy.is_set(),
                 "queued": self._jobs.qsize(),
                 "sessions": len(self.sessions),
                 "uptime_s": round(time.monotonic() - self._started, 3),
-            })
+            }
+            if self.budget is not None:
+                reply["budget"] = self.budget.summary()
+            return protocol.pack(protocol.PING, seq, reply)
         if kind == protocol.HELLO:
             session = self._session(envelope[0])
             name = payload.get("name")
@@ -305,6 +312,10 @@ class PolicyServer:
             "action": output.action,
             "server_timing": timing,
         }
-        encode_start = time.perf_counter()
-        timing["server_total_ms"] = round((encode_start - job.received) * 1e3, 4)
+        timing["server_total_ms"] = round((time.perf_counter() - job.received) * 1e3, 4)
+        if self.budget is not None:
+            steps = {**output.timings_ms, "total": timing["server_total_ms"]}
+            over = self.budget.observe(steps)
+            payload["budget"] = {"name": self.budget.config.name, "over": over,
+                                 "violations": dict(self.budget.violations)}
         return protocol.pack(protocol.INFER, job.seq, payload)

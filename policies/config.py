@@ -7,18 +7,13 @@ self-contained.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the field at fault."""
+from runtime.yaml_config import ConfigError, apply_overrides, from_dict, read_yaml_mapping, to_dict
 
 
 @dataclass
@@ -171,15 +166,19 @@ class ActionConfig:
 
 @dataclass
 class RuntimeConfig:
-    """Where and how the weights live. ``init_seed`` makes a randomly initialised model reproducible."""
+    """Where and how the weights live. ``init_seed`` makes a randomly initialised model reproducible. ``timing``:
+    ``stages`` (per-stage times in every output), ``steps`` (also each DDIM step), ``off``."""
 
     device: str = "cpu"
     dtype: str = "float32"
     init_seed: int = 0
+    timing: str = "stages"
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"runtime.dtype must be float32, bfloat16 or float16; got {self.dtype!r}")
+        if self.timing not in ("stages", "steps", "off"):
+            raise ConfigError(f"runtime.timing must be stages, steps or off; got {self.timing!r}")
 
 
 @dataclass
@@ -203,76 +202,13 @@ class PolicyConfig:
         return path
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_dict(self)
 
 
-def _to_dict(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {
-            f.name: _to_dict(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if not f.metadata.get("internal")
-        }
-    return obj
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], where)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-        return from_dict(annotation, value, where)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is Path:
-        return Path(value)
-    expected = annotation if isinstance(annotation, type) else None
-    if expected is not None and not isinstance(value, expected):
-        raise ConfigError(f"{where} must be {expected.__name__}, got {value!r} ({type(value).__name__})")
-    if expected is int and isinstance(value, bool):
-        raise ConfigError(f"{where} must be int, got {value!r}")
-    return value
-
-
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ``ConfigError`` naming the key."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-            f"expected one of: {', '.join(sorted(fields))}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(value, hints[name], key)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
-
-
-def load_config(path: str | Path) -> PolicyConfig:
-    """Read a policy YAML file."""
+def load_config(path: str | Path, overrides: Optional[list[str]] = None) -> PolicyConfig:
+    """Read a policy YAML file, with optional ``KEY=VALUE`` overrides (``--set``)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(read_yaml_mapping(path), overrides or [])
     try:
         config = from_dict(PolicyConfig, data)
     except ConfigError as exc:

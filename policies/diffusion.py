@@ -7,12 +7,15 @@ update. The network is called with those original timesteps, as CogACT does.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Callable, Optional
 
 import torch
 from diffusers import DDIMScheduler
 
 from policies.config import SamplerConfig
+from policies.torch_context import default_dtype
+from runtime.timing import StageTimer
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -46,7 +49,9 @@ class DDIMActionSampler:
 
     def __init__(self, config: SamplerConfig) -> None:
         self.config = config
-        self.scheduler = make_scheduler(config)
+        # The schedule's tables stay on the host in float32, whatever device and dtype the model is built under.
+        with torch.device("cpu"), default_dtype(torch.float32):
+            self.scheduler = make_scheduler(config)
 
     @property
     def timesteps(self) -> list[int]:
@@ -59,19 +64,24 @@ class DDIMActionSampler:
         condition: torch.Tensor,
         uncondition: Optional[torch.Tensor] = None,
         cfg_scale: Optional[float] = None,
+        timer: Optional[StageTimer] = None,
     ) -> torch.Tensor:
-        """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped."""
+        """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped.
+
+        With a ``timer`` whose ``step_detail`` is on, each loop iteration k is timed as stage ``ddim_step_k``."""
         scale = self.config.cfg_scale if cfg_scale is None else cfg_scale
         guided = uncondition is not None and scale != 1.0
         batch = noise.shape[0]
         if guided:
             condition = torch.cat([condition, uncondition.expand(batch, -1).to(condition.dtype)], dim=0)
         x = noise
-        for t in self.scheduler.timesteps:
-            model_input = torch.cat([x, x], dim=0) if guided else x
-            t_batch = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=x.device)
-            eps = predict_noise(model_input, t_batch, condition)
-            if guided:
-                eps = guided_noise(eps[:batch], eps[batch:], scale)
-            x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
+        per_step = timer is not None and timer.step_detail
+        for k, t in enumerate(self.scheduler.timesteps):
+            with timer.stage(f"ddim_step_{k}") if per_step else nullcontext():
+                model_input = torch.cat([x, x], dim=0) if guided else x
+                t_batch = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=x.device)
+                eps = predict_noise(model_input, t_batch, condition)
+                if guided:
+                    eps = guided_noise(eps[:batch], eps[batch:], scale)
+                x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
         return x

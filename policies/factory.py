@@ -21,6 +21,7 @@ from policies.config import PolicyConfig, load_config, save_config
 from policies.normalization import ActionStatistics, read_statistics_file, select_statistics
 from policies.policy import CogACTPolicy
 from policies.tokenizer import load_tokenizer, resolve_tokenizer_dir
+from policies.torch_context import default_dtype
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -54,16 +55,15 @@ def build_policy(
     if config.llm.tokenizer is not None:
         tokenizer = load_tokenizer(resolve_tokenizer_dir(config.llm.tokenizer, config.base_dir))
     target = torch.device(device or config.runtime.device)
-    # Allocating on the target device directly: a 7B model never has to fit in host memory in float32 first.
-    with torch.random.fork_rng(devices=[]), target:
+    dtype = DTYPES[config.runtime.dtype]
+    # Allocate on the target device in the target dtype directly: a 7B model never has to fit in float32 first.
+    with torch.random.fork_rng(devices=[]), target, default_dtype(dtype):
         torch.manual_seed(config.runtime.init_seed)
         with nullcontext() if random_init else no_init_weights():
             policy = CogACTPolicy(config, statistics=statistics)
+    policy.action_head.float()
     if tokenizer is not None:
         policy.language_model.set_tokenizer(tokenizer)
-    dtype = DTYPES[config.runtime.dtype]
-    for module in (policy.vision, policy.projector, policy.language_model):
-        module.to(dtype)
     return policy.eval()
 
 
@@ -86,8 +86,13 @@ def save_pretrained(policy: CogACTPolicy, directory: str | Path) -> Path:
     return directory
 
 
-def load_checkpoint(directory: Path, unnorm_key: Optional[str] = None, device: Optional[str] = None) -> CogACTPolicy:
-    config = load_config(directory / CONFIG_FILE)
+def load_checkpoint(
+    directory: Path,
+    unnorm_key: Optional[str] = None,
+    device: Optional[str] = None,
+    overrides: Optional[list[str]] = None,
+) -> CogACTPolicy:
+    config = load_config(directory / CONFIG_FILE, overrides)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}; not a vlart checkpoint directory")
@@ -102,15 +107,21 @@ def load_checkpoint(directory: Path, unnorm_key: Optional[str] = None, device: O
     return policy
 
 
-def load_policy(model: str | Path, unnorm_key: Optional[str] = None, device: Optional[str] = None) -> CogACTPolicy:
-    """``--model``: a config YAML (random init) or a vlart checkpoint directory."""
+def load_policy(
+    model: str | Path,
+    unnorm_key: Optional[str] = None,
+    device: Optional[str] = None,
+    overrides: Optional[list[str]] = None,
+) -> CogACTPolicy:
+    """``--model``: a config YAML (random init) or a vlart checkpoint directory; ``overrides`` are ``KEY=VALUE``
+    config settings (``--set``)."""
     path = Path(model).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"--model {model}: no such file or directory")
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
-            return load_checkpoint(path, unnorm_key=unnorm_key, device=device)
+            return load_checkpoint(path, unnorm_key=unnorm_key, device=device, overrides=overrides)
         raise FileNotFoundError(f"--model {model}: directory has no {CONFIG_FILE}; expected a vlart checkpoint")
     if path.suffix in (".yaml", ".yml"):
-        return build_policy(load_config(path), unnorm_key=unnorm_key, device=device)
+        return build_policy(load_config(path, overrides), unnorm_key=unnorm_key, device=device)
     raise ValueError(f"--model {model}: expected a model config (.yaml) or a checkpoint directory")

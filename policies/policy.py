@@ -135,6 +135,7 @@ class CogACTPolicy(nn.Module):
                 cognition.to(head_dtype),
                 uncondition=self.action_head.z_embedder.uncondition,
                 cfg_scale=cfg_scale,
+                timer=timer,
             )
         return actions.float()
 
@@ -150,7 +151,8 @@ class CogACTPolicy(nn.Module):
                 "actions.statistics / actions.unnorm_key: this policy has no action statistics, so its actions "
                 "cannot be unnormalised"
             )
-        timer = StageTimer(device=str(self.device))
+        mode = self.config.runtime.timing
+        timer = StageTimer(device=str(self.device), enabled=mode != "off", step_detail=mode == "steps")
         with timer.stage("total"):
             normalized = self.sample_normalized([obs.image], [obs.instruction], seed=seed, timer=timer)
             with timer.stage("postprocess"):

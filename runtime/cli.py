@@ -19,7 +19,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def _load_image(path: str):
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise RuntimeError("--image: reading image files needs Pillow (pip install pillow)") from None
 
     try:
         with Image.open(path) as image:
@@ -35,7 +39,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from policies.interface import Observation
 
     image = _load_image(args.image)
-    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device)
+    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device, overrides=args.set)
     output = policy.predict_action(Observation(image=image, instruction=args.instruction), seed=args.seed)
     result = {
         "model": args.model,
@@ -67,7 +71,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from policies.config import load_config
     from policies.policy import CogACTPolicy
 
-    config = load_config(args.model)
+    config = load_config(args.model, args.set)
     with torch.device("meta"):
         policy = CogACTPolicy(config)
     counts = policy.parameter_counts()
@@ -93,11 +97,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     curve = load_server_keys(args.curve_keys) if args.curve_keys else None
-    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device)
+    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device, overrides=args.set)
     size = policy.conventions.image_size
     for _ in range(args.warmup):  # the first forward passes are slow; no client should pay for them
         policy.session().predict_action(Observation(np.full((size, size, 3), 128, np.uint8), "warm up"), seed=0)
-    server = PolicyServer(policy, bind=args.bind, curve=curve, max_message_bytes=int(args.max_message_mb * 2**20))
+    budget = None
+    if args.budget:
+        from runtime.budgets import LatencyBudget, load_budget
+
+        budget = LatencyBudget(load_budget(args.budget))
+    server = PolicyServer(policy, bind=args.bind, curve=curve, max_message_bytes=int(args.max_message_mb * 2**20),
+                          budget=budget)
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     server.start()
@@ -140,6 +150,24 @@ def cmd_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from runtime.profile import format_table, plot, profile_policy, write_json
+
+    overrides = list(args.set or [])
+    if args.ddim_steps:
+        overrides.append("runtime.timing=steps")
+    result = profile_policy(args.model, args.preset or ["baseline"], steps=args.steps, warmup=args.warmup,
+                            budget_path=args.budget, overrides=overrides, device=args.device)
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from bridge.keys import generate_keys
 
@@ -154,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="one action chunk for one image and instruction")
     predict.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
+    predict.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
     predict.add_argument("--image", required=True, help="RGB image file (PNG, JPEG)")
     predict.add_argument("--instruction", required=True, help="language instruction")
     predict.add_argument("--seed", type=int, default=0, help="seed of the initial diffusion noise (default 0)")
@@ -164,17 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="parameter counts per module, without allocating weights")
     info.add_argument("--model", required=True, help="model config YAML")
+    info.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
 
     serve = commands.add_parser("serve", help="serve a policy over ZeroMQ")
     serve.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
+    serve.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback :5555)")
     serve.add_argument("--curve-keys", default=None, metavar="DIR", help="require CURVE: keys from `vlart keys generate`")
     serve.add_argument("--unnorm-key", default=None)
     serve.add_argument("--device", default=None)
     serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted (MiB)")
     serve.add_argument("--warmup", type=int, default=1, help="forward passes before serving (default 1)")
+    serve.add_argument("--budget", default=None, help="latency budget YAML checked on every inference")
     serve.set_defaults(func=cmd_serve)
 
     client = commands.add_parser("client", help="call a running server once and print the actions")
@@ -188,6 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--curve-client", default=None, metavar="NAME", help="this client's key pair in DIR/clients")
     client.add_argument("--json", action="store_true")
     client.set_defaults(func=cmd_client)
+
+    profile = commands.add_parser("profile", help="per-stage latency per preset, against a latency budget")
+    profile.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
+    profile.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
+    profile.add_argument("--preset", action="append", help="preset to profile (repeatable; default baseline)")
+    profile.add_argument("--steps", type=int, default=20)
+    profile.add_argument("--warmup", type=int, default=3)
+    profile.add_argument("--budget", default=None, help="budget YAML (configs/budgets/); default: one control period")
+    profile.add_argument("--device", default=None)
+    profile.add_argument("--ddim-steps", action="store_true", help="also time each DDIM step")
+    profile.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    profile.add_argument("--plot", default=None, metavar="OUT.png", help="draw stage bars and a per-step timeline")
+    profile.set_defaults(func=cmd_profile)
 
     keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -17,11 +17,12 @@ class StageTimer:
     """Collects named stage durations in milliseconds for one step.
 
     ``device`` is a torch device string; ``"cuda..."`` selects CUDA events. A disabled timer records nothing and
-    ``stage()`` is a bare ``yield``.
+    ``stage()`` is a bare ``yield``. ``step_detail`` asks the code being timed for finer stages (one per DDIM step).
     """
 
-    def __init__(self, device: str = "cpu", enabled: bool = True) -> None:
+    def __init__(self, device: str = "cpu", enabled: bool = True, step_detail: bool = False) -> None:
         self.enabled = enabled
+        self.step_detail = enabled and step_detail
         self._cuda = enabled and str(device).startswith("cuda")
         self._cpu_ms: dict[str, float] = {}
         self._events: list[tuple[str, Any, Any]] = []

@@ -274,3 +274,24 @@ def test_req_socket_clients_work_too(server, frame):
     reply = protocol.unpack(sock.recv())
     sock.close()
     assert reply.type == "ping" and reply.seq == 42
+
+
+def test_budget_verdict_in_replies_and_ping(tiny_policy, frame, tmp_path):
+    from runtime.budgets import LatencyBudget, load_budget
+
+    path = tmp_path / "budget.yaml"
+    path.write_text("name: tight\ncontrol_rate_hz: 5\nwarmup_steps: 1\nstages_ms: {vision: 0.001, total: 10000}\n")
+    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", budget=LatencyBudget(load_budget(path))).start()
+    try:
+        with PolicyClient(server.endpoint, timeout_s=20) as c:
+            results = [c.infer(frame, "pick coke can", seed=i) for i in range(4)]
+            summary = c.ping()["budget"]
+        assert results[0].budget["over"] == []  # warm-up step
+        assert all(r.budget["over"] == ["vision"] for r in results[1:])
+        assert results[-1].budget["violations"] == {"vision": 3, "total": 0}
+        assert summary["steps"] == 3 and summary["stages"]["vision"]["violations"] == 3
+        assert summary["stages"]["total"]["p50_ms"] > 0
+        timing = results[-1].client_timing
+        assert timing["total_ms"] >= timing["transport_ms"] > 0 and timing["serialize_ms"] > 0
+    finally:
+        server.stop()

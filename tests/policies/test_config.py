@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.config import ConfigError, PolicyConfig, from_dict, load_config
+from policies.config import PolicyConfig, load_config
+from runtime.yaml_config import ConfigError, from_dict
 from tests.conftest import CONFIGS, TINY
 
 
@@ -60,3 +61,15 @@ def test_missing_file_and_bad_yaml(tmp_path: Path):
     bad.write_text("llm: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_overrides_set_nested_keys_and_are_checked():
+    config = load_config(TINY, ["runtime.dtype=bfloat16", "llm.num_layers=3", "actions.unnorm_key=fractal20220817_data"])
+    assert config.runtime.dtype == "bfloat16" and config.llm.num_layers == 3
+    assert config.actions.unnorm_key == "fractal20220817_data"
+    with pytest.raises(ConfigError, match=r"runtime\.dtyp"):
+        load_config(TINY, ["runtime.dtyp=bfloat16"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(TINY, ["runtime.dtype"])
+    with pytest.raises(ConfigError, match="name is not a section"):
+        load_config(TINY, ["name.x=1"])

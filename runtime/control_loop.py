@@ -1,0 +1,256 @@
+"""A fixed-rate control loop that executes action chunks while the next chunk is being inferred.
+
+Every tick: read an observation, hand the robot one action, and when fewer than ``refill_threshold`` planned
+actions remain, ask for the next chunk in a worker thread (so inference overlaps execution). A chunk inferred from
+the observation of tick s plans ticks s, s+1, ...; when it arrives at tick t the rows for ticks before t are stale and
+dropped. New plans are merged with what is left: ``replace`` keeps only the newest chunk, ``ensemble`` blends every
+plan for a tick with CogACT's adaptive weights. When no valid action is ready the loop applies the **hold action**
+(zero motion, gripper unchanged), never a stale or invalid one; chunks with NaN or infinity are discarded. A watchdog
+switches to hold once no fresh chunk has arrived for ``watchdog_s``. Needs numpy only (runs on the robot side).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+import numpy as np
+
+from policies.interface import Observation
+
+ChunkPredictor = Callable[[Observation], np.ndarray]
+
+
+class ObservationSource(Protocol):
+    def observe(self) -> Observation: ...
+
+
+class ActionSink(Protocol):
+    def act(self, action: np.ndarray) -> None: ...
+
+
+@dataclass
+class ControlLoopConfig:
+    """``gripper_index`` is the absolute gripper dimension (None if the robot has none); the other dimensions are
+    deltas, so zero is "no motion". ``initial_gripper`` is held until the first action is sent (1 = open)."""
+
+    rate_hz: float
+    action_dim: int = 7
+    refill_threshold: int = 8
+    merge: str = "ensemble"
+    ensemble_alpha: float = 0.1
+    ensemble_horizon: int = 7
+    watchdog_s: float = 1.0
+    gripper_index: Optional[int] = -1
+    initial_gripper: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0:
+            raise ValueError("rate_hz must be > 0")
+        if self.merge not in ("replace", "ensemble"):
+            raise ValueError(f"merge must be 'replace' or 'ensemble', got {self.merge!r}")
+        if self.refill_threshold < 0 or self.ensemble_horizon < 1 or self.watchdog_s <= 0:
+            raise ValueError("refill_threshold >= 0, ensemble_horizon >= 1 and watchdog_s > 0 are required")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+@dataclass
+class ControlLoopReport:
+    ticks: int = 0
+    duration_s: float = 0.0
+    effective_rate_hz: float = 0.0
+    jitter_p50_ms: float = 0.0
+    jitter_p99_ms: float = 0.0
+    stale_ticks: int = 0
+    stale_ratio: float = 0.0
+    watchdog_ticks: int = 0
+    overruns: int = 0
+    inferences: int = 0
+    invalid_chunks: int = 0
+    inference_errors: int = 0
+    inference_latency_p50_ms: float = 0.0
+    inference_latency_p95_ms: float = 0.0
+    inference_delay_ticks_p50: float = 0.0
+    inference_delay_ticks_max: int = 0
+    last_error: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def blend(predictions: list[np.ndarray], alpha: float) -> np.ndarray:
+    """CogACT's adaptive ensemble of several predictions for one tick (the last is the newest, the reference)."""
+    stacked = np.stack(predictions)
+    ref = stacked[-1]
+    cos = stacked @ ref / (np.linalg.norm(stacked, axis=1) * np.linalg.norm(ref) + 1e-7)
+    weights = np.exp(alpha * cos)
+    return (weights[:, None] * stacked).sum(axis=0) / weights.sum()
+
+
+@dataclass
+class _Pending:
+    future: Future
+    tick: int
+    started: float
+
+
+@dataclass
+class _State:
+    plan: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    pending: Optional[_Pending] = None
+    last_fresh: float = 0.0
+    gripper: float = 1.0
+
+
+class ControlLoop:
+    """Runs ``predictor`` (observation -> (T, A) chunk) against ``source`` and ``sink`` at ``config.rate_hz``."""
+
+    def __init__(
+        self,
+        source: ObservationSource,
+        sink: ActionSink,
+        predictor: ChunkPredictor,
+        config: ControlLoopConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.predictor = predictor
+        self.config = config
+        self.clock = clock
+        self._stop = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlart-inference")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def hold_action(self, state: _State) -> np.ndarray:
+        action = np.zeros(self.config.action_dim, dtype=np.float32)
+        if self.config.gripper_index is not None:
+            action[self.config.gripper_index] = state.gripper
+        return action
+
+    def _timed_predict(self, obs: Observation) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        chunk = self.predictor(obs)
+        return np.asarray(chunk, dtype=np.float32), (time.perf_counter() - started) * 1e3
+
+    def _valid(self, chunk: np.ndarray) -> bool:
+        return chunk.ndim == 2 and chunk.shape[1] == self.config.action_dim and bool(np.isfinite(chunk).all())
+
+    def _merge(self, state: _State, chunk: np.ndarray, origin: int, now: int) -> None:
+        if self.config.merge == "replace":
+            state.plan = {}
+        for row, action in enumerate(chunk):
+            tick = origin + row
+            if tick < now:
+                continue  # planned for a tick that has already passed
+            predictions = state.plan.setdefault(tick, [])
+            predictions.append(action)
+            del predictions[: -self.config.ensemble_horizon]
+
+    def _collect(self, state: _State, tick: int, report: ControlLoopReport, latencies: list, delays: list) -> None:
+        pending = state.pending
+        if pending is None or not pending.future.done():
+            return
+        state.pending = None
+        try:
+            chunk, latency_ms = pending.future.result()
+        except Exception as exc:  # a failing predictor must not stop the robot's loop
+            report.inference_errors += 1
+            report.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        report.inferences += 1
+        latencies.append(latency_ms)
+        delays.append(tick - pending.tick)
+        if not self._valid(chunk):
+            report.invalid_chunks += 1
+            return
+        state.last_fresh = self.clock()
+        self._merge(state, chunk, pending.tick, tick)
+
+    def run(self, ticks: int) -> ControlLoopReport:
+        """Run ``ticks`` ticks (or until ``stop()``) and report rate, jitter, stale ticks and inference delay."""
+        config = self.config
+        period = 1.0 / config.rate_hz
+        report = ControlLoopReport()
+        state = _State(gripper=config.initial_gripper)
+        jitters: list[float] = []
+        latencies: list[float] = []
+        delays: list[int] = []
+        start = self.clock()
+        state.last_fresh = start
+        scheduled = start
+        tick = 0
+        first_tick = last_tick = start
+        while tick < ticks and not self._stop.is_set():
+            delay = scheduled - self.clock()
+            if delay > 0:
+                time.sleep(delay)
+            now = self.clock()
+            if tick == 0:
+                first_tick = now
+            last_tick = now
+            jitters.append(abs(now - scheduled) * 1e3)
+            self._collect(state, tick, report, latencies, delays)
+            obs = self.source.observe()
+            queued = sum(1 for t in state.plan if t >= tick)
+            if state.pending is None and queued < max(config.refill_threshold, 1):
+                state.pending = _Pending(self._executor.submit(self._timed_predict, obs), tick, now)
+            predictions = state.plan.pop(tick, None)
+            for old in [t for t in state.plan if t < tick]:
+                del state.plan[old]
+            if now - state.last_fresh > config.watchdog_s:
+                report.watchdog_ticks += 1
+                state.plan.clear()
+                predictions = None
+            if predictions:
+                action = blend(predictions, config.ensemble_alpha).astype(np.float32)
+                if config.gripper_index is not None:
+                    state.gripper = float(action[config.gripper_index])
+            else:
+                report.stale_ticks += 1
+                action = self.hold_action(state)
+            self.sink.act(action)
+            tick += 1
+            scheduled += period
+            if self.clock() > scheduled + period:
+                report.overruns += 1  # a tick ran over by more than a period: re-anchor instead of bursting
+                scheduled = self.clock()
+        report.ticks = tick
+        report.duration_s = round(self.clock() - start, 4)
+        span = last_tick - first_tick
+        report.effective_rate_hz = round((tick - 1) / span, 3) if tick > 1 and span > 0 else 0.0
+        report.jitter_p50_ms = round(_percentile(jitters, 50), 3)
+        report.jitter_p99_ms = round(_percentile(jitters, 99), 3)
+        report.stale_ratio = round(report.stale_ticks / tick, 4) if tick else 0.0
+        report.inference_latency_p50_ms = round(_percentile(latencies, 50), 3)
+        report.inference_latency_p95_ms = round(_percentile(latencies, 95), 3)
+        report.inference_delay_ticks_p50 = round(_percentile(delays, 50), 2)
+        report.inference_delay_ticks_max = max(delays, default=0)
+        return report
+
+
+def ticks_of_delay(latency_s: float, rate_hz: float) -> int:
+    """Ticks that pass while an inference of ``latency_s`` runs: choose ``refill_threshold`` above this."""
+    return math.ceil(latency_s * rate_hz)
+
+
+def policy_predictor(policy: Any) -> ChunkPredictor:
+    """A ``Policy`` in this process (``predict_action(obs).actions``) as a chunk predictor."""
+    return lambda obs: policy.predict_action(obs).actions
+
+
+def client_predictor(client: Any) -> ChunkPredictor:
+    """A ``bridge.client.PolicyClient`` (a remote server) as a chunk predictor."""
+    return lambda obs: client.infer(obs.image, obs.instruction, proprio=obs.proprio).actions
