@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Callable, Optional, Sequence
 
 # No code path may reach a model hub: everything is built from configs or read from local files.
@@ -168,6 +169,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from envs.eval_runner import EvalConfig, describe, run_eval
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
+    config = EvalConfig(
+        suite=args.suite, model=args.model, via=args.via, connect=args.connect, episodes=args.episodes,
+        max_steps=args.max_steps, workers=args.workers, out=out, seed=args.seed, overrides=args.set or [],
+        unnorm_key=args.unnorm_key, budget=args.budget, step_timeout_s=args.step_timeout,
+        episode_timeout_s=args.episode_timeout, video=not args.no_video, inject_fault=args.inject_fault,
+    )
+    result = run_eval(config)
+    print(describe(result).replace("results.json", str(out / "results.json")))
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from bridge.keys import generate_keys
 
@@ -233,6 +251,27 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     profile.add_argument("--plot", default=None, metavar="OUT.png", help="draw stage bars and a per-step timeline")
     profile.set_defaults(func=cmd_profile)
+
+    evaluate = commands.add_parser("eval", help="evaluate a policy on simulator tasks (SIMPLER)")
+    evaluate.add_argument("--suite", required=True, help="suite (simpler_widowx, quick) or task (simpler/...)")
+    evaluate.add_argument("--model", default=None, help="model config YAML or checkpoint (served unless --connect)")
+    evaluate.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model config key")
+    evaluate.add_argument("--via", default="zmq", choices=["zmq", "inproc"],
+                          help="zmq: through a vlart server and the thin client, as a robot (default); inproc")
+    evaluate.add_argument("--connect", default=None, help="use this running server instead of starting one")
+    evaluate.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the full grid)")
+    evaluate.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
+    evaluate.add_argument("--workers", type=int, default=1, help="worker processes")
+    evaluate.add_argument("--out", default=None, help="output folder (default runs/eval-TIMESTAMP)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--unnorm-key", default=None)
+    evaluate.add_argument("--budget", default=None, help="latency budget YAML; violations counted per episode")
+    evaluate.add_argument("--step-timeout", type=float, default=120.0, help="seconds to wait for one action")
+    evaluate.add_argument("--episode-timeout", type=float, default=None, help="episode watchdog (seconds)")
+    evaluate.add_argument("--no-video", action="store_true", help="do not write mp4 videos")
+    evaluate.add_argument("--inject-fault", default=None, metavar="crash|hang:EPISODE:STEP",
+                          help="make that episode fail at that step (to check failure handling)")
+    evaluate.set_defaults(func=cmd_eval)
 
     keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

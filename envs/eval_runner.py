@@ -1,0 +1,369 @@
+"""``vlart eval``: run a policy on simulator tasks and report success rates that can be trusted.
+
+Episodes run in worker processes (``--workers``), each with its own simulator and its own policy connection: through
+a ``vlart serve`` process and the thin ZeroMQ client (``--via zmq``, the path a robot takes; the server is started
+here unless ``--connect`` names one) or with the policy loaded in the worker (``--via inproc``). The parent hands out
+episodes, watches each worker, and records an episode that crashes, hangs past its time limit or kills its worker as
+a failure with the reason; the run goes on. Each episode: reset the task at its ``episode_id`` (seeded), reset the
+policy's ensemble, then step up to the task's limit with the policy's ensembled action converted as CogACT's SIMPLER
+wrapper does, recording SIMPLER's official success (at the final step) and success at any step.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from envs.registry import TASKS, resolve_suite
+from envs.results import EpisodeRecord, latency_stats, summary_table, write_results
+
+DEFAULT_EPISODES_WITHOUT_GRID = 10
+SERVER_START_TIMEOUT_S = 300.0
+
+
+@dataclass
+class EvalConfig:
+    suite: str
+    model: Optional[str] = None
+    via: str = "zmq"
+    connect: Optional[str] = None
+    episodes: Optional[int] = None
+    max_steps: Optional[int] = None
+    workers: int = 1
+    out: Path = Path("runs/eval")
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)
+    unnorm_key: Optional[str] = None
+    budget: Optional[str] = None
+    step_timeout_s: float = 120.0
+    episode_timeout_s: Optional[float] = None
+    video: bool = True
+    inject_fault: Optional[str] = None  # "crash:EPISODE:STEP" or "hang:EPISODE:STEP" (exercises failure handling)
+
+    def __post_init__(self) -> None:
+        if self.via not in ("zmq", "inproc"):
+            raise ValueError(f"--via: expected zmq or inproc, got {self.via!r}")
+        if self.via == "inproc" and not self.model:
+            raise ValueError("--model: --via inproc needs a model to load")
+        if self.via == "zmq" and not (self.model or self.connect):
+            raise ValueError("--model or --connect: --via zmq needs a model to serve or a server to connect to")
+        if self.workers < 1:
+            raise ValueError("--workers: expected >= 1")
+        if self.episodes is not None and self.episodes < 1:
+            raise ValueError("--episodes: expected >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("--max-steps: expected >= 1")
+        if self.inject_fault is not None and not re.fullmatch(r"(crash|hang):\d+:\d+", self.inject_fault):
+            raise ValueError("--inject-fault: expected crash:EPISODE:STEP or hang:EPISODE:STEP")
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    task: str
+    episode_id: int
+    seed: int
+    max_steps: int
+
+
+def plan_jobs(config: EvalConfig) -> list[EpisodeJob]:
+    jobs = []
+    for spec in resolve_suite(config.suite):
+        available = spec.grid_size or DEFAULT_EPISODES_WITHOUT_GRID
+        count = available if config.episodes is None else config.episodes
+        if spec.grid_size is not None and count > spec.grid_size:
+            raise ValueError(f"--episodes: {spec.name} has {spec.grid_size} episodes in its official grid")
+        steps = min(config.max_steps or spec.max_steps, spec.max_steps)
+        jobs.extend(EpisodeJob(spec.name, i, config.seed + i, steps) for i in range(count))
+    return jobs
+
+
+# -- inside a worker process -----------------------------------------------------------------------------------------
+
+
+class RemotePolicy:
+    """The policy behind a ``vlart serve`` endpoint, through the thin client."""
+
+    def __init__(self, endpoint: str, timeout_s: float) -> None:
+        from bridge.client import PolicyClient
+
+        self.client = PolicyClient(endpoint, timeout_s=timeout_s, retries=1, name=f"vlart-eval-{os.getpid()}")
+        self.client.hello()
+
+    def reset(self) -> None:
+        self.client.reset()
+
+    def act(self, obs: Any, seed: int) -> tuple[Any, float, bool]:
+        result = self.client.infer(obs.image, obs.instruction, seed=seed)
+        over = bool(result.budget and result.budget.get("over"))
+        return result.action, result.round_trip_ms, over
+
+
+class LocalPolicy:
+    """The policy loaded in this worker process."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        from policies.factory import load_policy
+
+        self.session = load_policy(config.model, unnorm_key=config.unnorm_key, overrides=config.overrides).session()
+        self.budget = None
+        if config.budget:
+            from runtime.budgets import LatencyBudget, load_budget
+
+            self.budget = LatencyBudget(load_budget(config.budget))
+
+    def reset(self) -> None:
+        self.session.reset()
+
+    def act(self, obs: Any, seed: int) -> tuple[Any, float, bool]:
+        output = self.session.predict_action(obs, seed=seed)
+        over = bool(self.budget.observe(output.timings_ms)) if self.budget is not None else False
+        return output.action, output.timings_ms.get("total", 0.0), over
+
+
+def _fault_for(config: EvalConfig, job: EpisodeJob) -> Optional[tuple[str, int]]:
+    if config.inject_fault is None:
+        return None
+    kind, episode, step = config.inject_fault.split(":")
+    return (kind, int(step)) if int(episode) == job.episode_id else None
+
+
+def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig, video_dir: Optional[Path]) -> EpisodeRecord:
+    """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env)."""
+    from envs.video import video_name, write_video
+
+    record = EpisodeRecord(task=job.task, episode_id=job.episode_id, seed=job.seed)
+    started = time.perf_counter()
+    latencies: list[float] = []
+    env_steps: list[float] = []
+    success = False
+    frames = []
+    fault = _fault_for(config, job)
+    try:
+        obs = task.reset(job.episode_id, job.seed)
+        record.instruction = obs.instruction
+        policy.reset()
+        frames.append(obs.image)
+        for step in range(job.max_steps):
+            action, latency_ms, over = policy.act(obs, seed=job.seed * 1000 + step)
+            latencies.append(latency_ms)
+            record.budget_violation_steps += int(over)
+            if fault is not None and fault[1] == step:
+                if fault[0] == "hang":
+                    time.sleep(10**6)
+                raise RuntimeError(f"injected env.step failure at step {step}")
+            step_started = time.perf_counter()
+            result = task.step(action)
+            env_steps.append((time.perf_counter() - step_started) * 1e3)
+            obs, success = result.observation, result.success
+            record.success_any |= success
+            record.steps = step + 1
+            frames.append(obs.image)
+        record.success_final = success
+    except Exception as exc:  # the run continues; the failure and its reason are recorded
+        record.failure = f"{type(exc).__name__}: {exc}"
+        record.success_final = False
+        traceback.print_exc()
+    record.wall_time_s = round(time.perf_counter() - started, 3)
+    record.policy_latency_ms = latency_stats(latencies)
+    record.env_step_ms = latency_stats(env_steps)
+    if video_dir is not None and frames:
+        name = video_name(job.task, job.episode_id, record.success_final, record.instruction)
+        record.video = str(write_video(video_dir / name, frames, TASKS[job.task].control_rate_hz))
+    return record
+
+
+def worker_main(worker_id: int, config: EvalConfig, endpoint: Optional[str], jobs: Any, results: Any) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+    from envs.sim_env import SimTask
+
+    policy = RemotePolicy(endpoint, config.step_timeout_s) if endpoint else LocalPolicy(config)
+    video_dir = config.out / "videos" if config.video else None
+    tasks: dict[str, Any] = {}
+    while True:
+        job = jobs.get()
+        if job is None:
+            break
+        results.put(("start", worker_id, job, time.monotonic()))
+        try:
+            if job.task not in tasks:
+                tasks[job.task] = SimTask(TASKS[job.task])
+            record = run_episode(tasks[job.task], policy, job, config, video_dir)
+        except Exception as exc:  # the environment could not even be built
+            record = EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
+        if record.failure is not None:
+            failed = tasks.pop(job.task, None)  # its state is unknown: build a fresh one next time
+            if failed is not None:
+                failed.close()
+        results.put(("done", worker_id, record, time.monotonic()))
+
+
+# -- the parent ------------------------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """``vlart serve`` in a child process on a free loopback port; its output goes to ``log_path``."""
+
+    def __init__(self, config: EvalConfig, log_path: Path) -> None:
+        command = [sys.executable, "-m", "runtime.cli", "serve", "--model", str(config.model),
+                   "--bind", "tcp://127.0.0.1:*"]
+        for item in config.overrides:
+            command += ["--set", item]
+        if config.unnorm_key:
+            command += ["--unnorm-key", config.unnorm_key]
+        if config.budget:
+            command += ["--budget", config.budget]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log_path.open("w")
+        repo = Path(__file__).resolve().parents[1]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.endpoint = self._wait_ready()
+        threading.Thread(target=self._copy_output, daemon=True).start()
+
+    def _wait_ready(self) -> str:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            self.log.write(line)
+            match = re.search(r"ready on (tcp://\S+)", line)
+            if match:
+                self.log.flush()
+                return match.group(1)
+            if not line and self.process.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"vlart serve did not start; see {self.log.name}")
+
+    def _copy_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.write(line)
+            self.log.flush()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+def _episode_timeout(config: EvalConfig, job: EpisodeJob) -> float:
+    if config.episode_timeout_s is not None:
+        return config.episode_timeout_s
+    return 120.0 + job.max_steps * (config.step_timeout_s + 10.0)
+
+
+def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    """Run every episode of the suite; write ``results.json`` (and videos) under ``config.out``; return the result."""
+    from tqdm import tqdm
+
+    jobs = plan_jobs(config)
+    config.out.mkdir(parents=True, exist_ok=True)
+    server = None
+    endpoint = None
+    if config.via == "zmq":
+        if config.connect:
+            endpoint = config.connect
+        else:
+            server = ServerProcess(config, config.out / "server.log")
+            endpoint = server.endpoint
+    context = mp.get_context("spawn")
+    job_queue, result_queue = context.Queue(), context.Queue()
+    for job in jobs:
+        job_queue.put(job)
+    for _ in range(config.workers):
+        job_queue.put(None)
+
+    def start_worker(worker_id: int) -> Any:
+        process = context.Process(target=worker_main, args=(worker_id, config, endpoint, job_queue, result_queue),
+                                  name=f"vlart-eval-{worker_id}", daemon=True)
+        process.start()
+        return process
+
+    started = time.perf_counter()
+    workers = {i: start_worker(i) for i in range(min(config.workers, len(jobs)))}
+    running: dict[int, tuple[EpisodeJob, float]] = {}
+    records: list[EpisodeRecord] = []
+    next_id = len(workers)
+    bar = tqdm(total=len(jobs), desc=f"eval {config.suite}", unit="episode", disable=not progress, file=sys.stderr)
+
+    def finish(record: EpisodeRecord) -> None:
+        records.append(record)
+        successes = sum(r.success_final for r in records)
+        bar.set_postfix_str(f"success {successes}/{len(records)} ({100 * successes / len(records):.0f}%)")
+        bar.update(1)
+
+    try:
+        while len(records) < len(jobs):
+            try:
+                kind, worker_id, payload, stamp = result_queue.get(timeout=0.5)
+                if kind == "start":
+                    running[worker_id] = (payload, stamp)
+                else:
+                    running.pop(worker_id, None)
+                    finish(payload)
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            for worker_id, process in list(workers.items()):
+                job_and_start = running.get(worker_id)
+                timed_out = job_and_start is not None and now - job_and_start[1] > _episode_timeout(config,
+                                                                                                    job_and_start[0])
+                died = not process.is_alive() and job_and_start is not None
+                if not (timed_out or died):
+                    continue
+                job = job_and_start[0]
+                reason = (f"timeout: no result after {_episode_timeout(config, job):.0f} s (episode watchdog)"
+                          if timed_out else f"worker process died (exit code {process.exitcode})")
+                process.kill()
+                process.join(10)
+                running.pop(worker_id)
+                finish(EpisodeRecord(job.task, job.episode_id, job.seed, failure=reason))
+                del workers[worker_id]
+                if len(records) < len(jobs):
+                    workers[next_id] = start_worker(next_id)
+                    next_id += 1
+            if not any(p.is_alive() for p in workers.values()) and not running and len(records) < len(jobs):
+                done = {(r.task, r.episode_id) for r in records}
+                for job in jobs:
+                    if (job.task, job.episode_id) not in done:
+                        finish(EpisodeRecord(job.task, job.episode_id, job.seed, failure="lost: no worker left"))
+    finally:
+        bar.close()
+        for process in workers.values():
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+        if server is not None:
+            server.stop()
+    header = {
+        "suite": config.suite,
+        "model": config.model,
+        "via": config.via,
+        "endpoint": endpoint,
+        "workers": config.workers,
+        "seed": config.seed,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    return write_results(config.out / "results.json", header, records)
+
+
+def describe(result: dict[str, Any]) -> str:
+    return summary_table(result) + f"\nwall time {result['wall_time_s']:.1f} s; results in results.json"

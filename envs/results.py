@@ -1,0 +1,91 @@
+"""Episode records, per-task aggregates with 95% Wilson intervals, results.json and the summary table."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+SUCCESS_RULES = {
+    "success_final": "SIMPLER's official rule: the task is solved at the episode's last step",
+    "success_any": "the task is solved at any step of the episode",
+}
+
+
+@dataclass
+class EpisodeRecord:
+    task: str
+    episode_id: int
+    seed: int
+    instruction: str = ""
+    success_final: bool = False
+    success_any: bool = False
+    steps: int = 0
+    wall_time_s: float = 0.0
+    failure: Optional[str] = None  # why the episode could not run to its end (crash, timeout); None if it did
+    policy_latency_ms: dict[str, float] = field(default_factory=dict)
+    env_step_ms: dict[str, float] = field(default_factory=dict)
+    budget_violation_steps: int = 0
+    video: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def latency_stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    array = np.asarray(values)
+    return {"p50": round(float(np.percentile(array, 50)), 3), "p95": round(float(np.percentile(array, 95)), 3),
+            "max": round(float(array.max()), 3), "mean": round(float(array.mean()), 3)}
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate."""
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def aggregate(records: list[EpisodeRecord]) -> dict[str, dict[str, Any]]:
+    tasks: dict[str, dict[str, Any]] = {}
+    for task in dict.fromkeys(r.task for r in records):
+        rows = [r for r in records if r.task == task]
+        entry: dict[str, Any] = {"episodes": len(rows), "failed_runs": sum(r.failure is not None for r in rows)}
+        for rule in SUCCESS_RULES:
+            successes = sum(getattr(r, rule) for r in rows)
+            low, high = wilson_interval(successes, len(rows))
+            entry[rule] = {"successes": successes, "rate": round(successes / len(rows), 4),
+                           "ci95": [round(low, 4), round(high, 4)]}
+        entry["mean_wall_time_s"] = round(float(np.mean([r.wall_time_s for r in rows])), 3)
+        tasks[task] = entry
+    return tasks
+
+
+def write_results(path: Path, header: dict[str, Any], records: list[EpisodeRecord]) -> dict[str, Any]:
+    ordered = sorted(records, key=lambda r: (r.task, r.episode_id))
+    result = {**header, "success_rules": SUCCESS_RULES, "tasks": aggregate(ordered),
+              "episodes": [r.to_dict() for r in ordered]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    lines = [f"{'task':<36}{'episodes':>9}{'success (final)':>24}{'success (any step)':>24}{'failed runs':>13}"]
+    for task, entry in result["tasks"].items():
+        cells = []
+        for rule in SUCCESS_RULES:
+            r = entry[rule]
+            cells.append(f"{100 * r['rate']:5.1f}% [{100 * r['ci95'][0]:4.1f}, {100 * r['ci95'][1]:5.1f}]")
+        lines.append(f"{task:<36}{entry['episodes']:>9}{cells[0]:>24}{cells[1]:>24}{entry['failed_runs']:>13}")
+    lines.append("success (final) is SIMPLER's official rule; brackets hold the 95% Wilson interval")
+    return "\n".join(lines)

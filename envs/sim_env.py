@@ -1,0 +1,78 @@
+"""One simulator environment for one task: policy inputs out, policy actions in.
+
+``SimTask(spec)`` builds the ManiSkill3 environment on the CPU physics backend with the render backend chosen by
+``envs.rendering``; ``reset(episode_id, seed)`` returns the first ``Observation`` (uint8 RGB frame from the task's
+camera and the task's instruction), ``step(policy_action)`` converts the action with the task's adapter (CogACT's
+WidowX conversion for SIMPLER) and returns the next observation and whether the task is solved at this step.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.action_adapters import NormalizedEEDeltaAdapter, WidowXBridgeAdapter
+from envs.registry import TaskSpec
+from envs.rendering import check_simpler_assets, configure_rendering
+from policies.interface import Observation
+
+ADAPTERS = {"widowx_bridge": WidowXBridgeAdapter, "ee_delta_normalized": NormalizedEEDeltaAdapter}
+
+
+@dataclass
+class StepResult:
+    observation: Observation
+    success: bool
+    env_action: np.ndarray
+
+
+class SimTask:
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        render_backend = configure_rendering()
+        if spec.simpler:
+            check_simpler_assets()
+        import gymnasium as gym
+        import mani_skill.envs  # noqa: F401  (registers the environments)
+
+        logging.getLogger("mani_skill").setLevel(logging.ERROR)
+        if spec.simpler:
+            # ManiSkill 3.0.1 keeps this list on the class, so a second digital-twin task type built in the same
+            # process would inherit the first one's segmentation ids (stale greenscreen holes). Start it empty.
+            from mani_skill.envs.tasks.digital_twins.base_env import BaseDigitalTwinEnv
+
+            BaseDigitalTwinEnv._objects_to_remove_from_greenscreen = []
+        kwargs = {"control_mode": spec.control_mode} if spec.control_mode else {}
+        self.env = gym.make(spec.env_id, obs_mode=spec.obs_mode, num_envs=1, sim_backend="physx_cpu",
+                            render_backend=render_backend, **kwargs)
+        self.adapter = ADAPTERS[spec.adapter]()
+        if spec.grid_size is not None:
+            unwrapped = self.env.unwrapped
+            grid = len(unwrapped.xyz_configs) * len(unwrapped.quat_configs)
+            if grid != spec.grid_size:
+                raise RuntimeError(f"{spec.env_id}: episode grid has {grid} entries, the task expects {spec.grid_size}")
+        self.instruction = spec.instruction or ""
+
+    def _observation(self, obs: dict) -> Observation:
+        frame = obs["sensor_data"][self.spec.camera]["rgb"][0].cpu().numpy()
+        return Observation(image=np.ascontiguousarray(frame, dtype=np.uint8), instruction=self.instruction)
+
+    def reset(self, episode_id: int, seed: int) -> Observation:
+        options = {"episode_id": episode_id} if self.spec.grid_size is not None else {}
+        obs, _ = self.env.reset(seed=seed, options=options)
+        if self.spec.instruction is None:
+            self.instruction = self.env.unwrapped.get_language_instruction()[0]
+        self.adapter.reset()
+        return self._observation(obs)
+
+    def step(self, policy_action: np.ndarray) -> StepResult:
+        import torch
+
+        env_action = self.adapter(policy_action)
+        obs, _, _, _, info = self.env.step(torch.from_numpy(env_action))
+        return StepResult(self._observation(obs), bool(info["success"].reshape(-1)[0]), env_action)
+
+    def close(self) -> None:
+        self.env.close()

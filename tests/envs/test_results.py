@@ -1,0 +1,31 @@
+import pytest
+
+from envs.registry import SUITES, TASKS, resolve_suite
+from envs.results import EpisodeRecord, aggregate, summary_table, wilson_interval
+
+
+@pytest.mark.parametrize(
+    "successes, trials, expected",
+    [(0, 2, (0.0, 0.6576)), (5, 10, (0.2366, 0.7634)), (24, 24, (0.862, 1.0)), (0, 0, (0.0, 1.0))],
+)
+def test_wilson_interval(successes, trials, expected):
+    low, high = wilson_interval(successes, trials)
+    assert (round(low, 4), round(high, 4)) == expected
+
+
+def test_aggregate_and_table():
+    records = [EpisodeRecord("t", i, i, success_final=i < 3, success_any=i < 5) for i in range(10)]
+    records.append(EpisodeRecord("t", 10, 10, failure="RuntimeError: boom"))
+    tasks = aggregate(records)
+    assert tasks["t"]["episodes"] == 11 and tasks["t"]["failed_runs"] == 1
+    assert tasks["t"]["success_final"]["successes"] == 3 and tasks["t"]["success_any"]["successes"] == 5
+    table = summary_table({"tasks": tasks})
+    assert "27.3%" in table and "45.5%" in table and "official rule" in table
+
+
+def test_registry():
+    assert [t.grid_size for t in resolve_suite("simpler_widowx")] == [24, 24, 24, 64]
+    assert resolve_suite("maniskill/pick_cube")[0].env_id == "PickCube-v1"
+    assert set(SUITES["simpler_widowx"]) <= set(TASKS)
+    with pytest.raises(ValueError, match="unknown suite or task 'libero'; suites: simpler_widowx, quick"):
+        resolve_suite("libero")
