@@ -40,7 +40,7 @@ def main() -> int:
     from runtime.profile import profile_frame
 
     policy = load_policy(args.model)
-    frame = profile_frame()
+    frame, _ = profile_frame()
     obs = Observation(frame, "put the carrot on the plate")
     for _ in range(2):
         policy.predict_action(obs, seed=0)

@@ -33,7 +33,7 @@ def main() -> int:
     from runtime.profile import profile_frame
 
     policy = load_policy(REPO / "configs" / "models" / "cogact-tiny.yaml")
-    obs = Observation(profile_frame(), "put the carrot on the plate")
+    obs = Observation(profile_frame()[0], "put the carrot on the plate")
     wall: dict[str, list[float]] = {m: [] for m in MODES}
     for round_ in range(args.rounds + 10):
         for mode in MODES:

@@ -21,12 +21,33 @@ STAGE_ORDER = ["preprocess", "vision", "projector", "llm", "action_head", "postp
 PROFILE_INSTRUCTION = "put the carrot on the plate"
 
 
-def profile_frame() -> np.ndarray:
-    """A real camera frame: the Bridge table photo SIMPLER's WidowX tasks are composited on (640x480 RGB)."""
+def simpler_first_frame() -> Optional[np.ndarray]:
+    """The first camera frame of SIMPLER's carrot task (episode 0) when the simulator and its assets are here."""
+    import importlib.util
+    import os
+
+    if not os.environ.get("MS_ASSET_DIR") or importlib.util.find_spec("mani_skill") is None:
+        return None
+    from envs.registry import TASKS
+    from envs.sim_env import SimTask
+
+    task = SimTask(TASKS["simpler/widowx_carrot_on_plate"])
+    try:
+        return task.reset(episode_id=0, seed=0).image
+    finally:
+        task.close()
+
+
+def profile_frame() -> tuple[np.ndarray, str]:
+    """A real camera frame and where it came from: SIMPLER's first frame when available, else the Bridge table photo
+    SIMPLER's WidowX tasks are composited on (640x480 RGB)."""
+    frame = simpler_first_frame()
+    if frame is not None:
+        return frame, "SIMPLER PutCarrotOnPlateInScene-v1 episode 0, first frame"
     from PIL import Image
 
     with Image.open(SAMPLE_FRAME) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(image.convert("RGB")), f"{SAMPLE_FRAME.name} (set MS_ASSET_DIR for a SIMPLER frame)"
 
 
 def _ordered(stages: list[str]) -> list[str]:
@@ -52,7 +73,9 @@ def profile_policy(
 
     if steps < 1 or warmup < 0:
         raise ValueError("--steps must be >= 1 and --warmup >= 0")
-    frame = profile_frame() if frame is None else frame
+    source = "given frame"
+    if frame is None:
+        frame, source = profile_frame()
     runs = []
     for preset in presets:
         policy = apply_preset(load_policy(model, device=device, overrides=overrides), preset)
@@ -73,7 +96,7 @@ def profile_policy(
                 totals.append(round(output.timings_ms["total"], 3))
         summary = budget.summary()
         stages = {s: summary["stages"][s] for s in _ordered(list(summary["stages"]))}
-        runs.append({"preset": preset, "model": policy.config.name, "device": str(policy.device),
+        runs.append({"preset": preset, "model": policy.config.name, "frame": source, "device": str(policy.device),
                      "dtype": policy.config.runtime.dtype, "steps": steps, "warmup": warmup,
                      "budget": budget_config.name, "stages": stages, "per_step_total_ms": totals})
         del policy
@@ -86,7 +109,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines = []
     for run in result["runs"]:
         lines.append(f"{run['model']} [{run['preset']}] on {run['device']} ({run['dtype']}): {run['steps']} steps after "
-                     f"{run['warmup']} warm-up, budget {run['budget']}")
+                     f"{run['warmup']} warm-up, budget {run['budget']}; frame: {run['frame']}")
         lines.append(f"  {'stage':<14}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}{'mean':>10}{'budget':>10}"
                      f"{'over':>6}")
         for stage, s in run["stages"].items():
