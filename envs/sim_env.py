@@ -36,8 +36,9 @@ class SimTask:
             check_simpler_assets()
         import gymnasium as gym
         import mani_skill.envs  # noqa: F401  (registers the environments)
+        from mani_skill.utils.logging_utils import logger as maniskill_logger
 
-        logging.getLogger("mani_skill").setLevel(logging.ERROR)
+        maniskill_logger.setLevel(logging.ERROR)  # its per-make warnings about the Bridge assets are expected
         if spec.simpler:
             # ManiSkill 3.0.1 keeps this list on the class, so a second digital-twin task type built in the same
             # process would inherit the first one's segmentation ids (stale greenscreen holes). Start it empty.

@@ -7,6 +7,7 @@ violations per stage and keeps a rolling window for p50/p95/p99; the first ``war
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +48,12 @@ def load_budget(path: str | Path) -> BudgetConfig:
 
 
 class LatencyBudget:
-    """Counts budget violations per stage and keeps rolling latency percentiles of every stage seen."""
+    """Counts budget violations per stage and keeps rolling latency percentiles of every stage seen. Safe to observe
+    from one thread while another reads the summary (a server's worker and its socket thread)."""
 
     def __init__(self, config: BudgetConfig) -> None:
         self.config = config
+        self._lock = threading.Lock()
         self.steps_seen = 0
         self.violations = {stage: 0 for stage in config.stages_ms}
         self._history: dict[str, deque[float]] = {}
@@ -61,17 +64,18 @@ class LatencyBudget:
 
     def observe(self, timings_ms: dict[str, float]) -> list[str]:
         """One step's stage timings (ms) -> the stages over budget in this step (none during warm-up)."""
-        self.steps_seen += 1
-        if self.steps_seen <= self.config.warmup_steps:
-            return []
-        for stage, value in timings_ms.items():
-            self._history.setdefault(stage, deque(maxlen=self.config.window)).append(float(value))
-        over = [s for s, limit in self.config.stages_ms.items() if s in timings_ms and timings_ms[s] > limit]
-        for stage in over:
-            self.violations[stage] += 1
-        return over
+        with self._lock:
+            self.steps_seen += 1
+            if self.steps_seen <= self.config.warmup_steps:
+                return []
+            for stage, value in timings_ms.items():
+                self._history.setdefault(stage, deque(maxlen=self.config.window)).append(float(value))
+            over = [s for s, limit in self.config.stages_ms.items() if s in timings_ms and timings_ms[s] > limit]
+            for stage in over:
+                self.violations[stage] += 1
+            return over
 
-    def stage_summary(self, stage: str) -> dict[str, Any]:
+    def _stage_summary(self, stage: str) -> dict[str, Any]:
         values = np.asarray(self._history.get(stage, ()), dtype=np.float64)
         summary: dict[str, Any] = {
             "budget_ms": self.config.stages_ms.get(stage),
@@ -84,11 +88,15 @@ class LatencyBudget:
         return summary
 
     def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
         stages = list(dict.fromkeys([*self._history, *self.config.stages_ms]))
         return {
             "budget": self.config.name,
             "control_rate_hz": self.config.control_rate_hz,
             "steps": self.counted_steps,
             "warmup_steps_excluded": min(self.steps_seen, self.config.warmup_steps),
-            "stages": {stage: self.stage_summary(stage) for stage in stages},
+            "stages": {stage: self._stage_summary(stage) for stage in stages},
         }
