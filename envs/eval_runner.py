@@ -50,6 +50,8 @@ class EvalConfig:
     episode_timeout_s: Optional[float] = None
     video: bool = True
     inject_fault: Optional[str] = None  # "crash:EPISODE:STEP" or "hang:EPISODE:STEP" (exercises failure handling)
+    preset: Optional[str] = None
+    plan: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.via not in ("zmq", "inproc"):
@@ -113,9 +115,11 @@ class LocalPolicy:
     """The policy loaded in this worker process."""
 
     def __init__(self, config: EvalConfig) -> None:
-        from policies.factory import load_policy
+        from runtime.policy_loader import load_policy_with_preset
 
-        self.session = load_policy(config.model, unnorm_key=config.unnorm_key, overrides=config.overrides).session()
+        policy = load_policy_with_preset(config.model, config.preset, config.plan, unnorm_key=config.unnorm_key,
+                                         overrides=config.overrides)
+        self.session = policy.session()
         self.budget = None
         if config.budget:
             from runtime.budgets import LatencyBudget, load_budget
@@ -225,6 +229,10 @@ class ServerProcess:
             command += ["--unnorm-key", config.unnorm_key]
         if config.budget:
             command += ["--budget", config.budget]
+        if config.preset:
+            command += ["--preset", config.preset]
+        if config.plan:
+            command += ["--plan", config.plan]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = log_path.open("w")
         repo = Path(__file__).resolve().parents[1]
@@ -356,6 +364,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     header = {
         "suite": config.suite,
         "model": config.model,
+        "preset": config.preset or "baseline",
         "via": config.via,
         "endpoint": endpoint,
         "workers": config.workers,

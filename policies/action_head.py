@@ -8,11 +8,14 @@ GELU-tanh MLP. Parameter names follow CogACT's ``action_model.net`` where CogACT
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
+from policies.acceleration.dit_cache import DiTFeatureCache
 from policies.config import ActionHeadConfig
 
 TIMESTEP_FREQUENCY_DIM = 256
@@ -121,6 +124,7 @@ class DiffusionTransformer(nn.Module):
             [DiTBlock(hidden, config.num_heads, config.mlp_ratio) for _ in range(config.depth)]
         )
         self.final_layer = FinalLayer(hidden, config.action_dim)
+        self.feature_cache: Optional[DiTFeatureCache] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -140,9 +144,17 @@ class DiffusionTransformer(nn.Module):
         t_freq = self.t_frequencies(timesteps).to(self.positional_embedding.dtype)
         return self.t_embedder(t_freq).unsqueeze(1) + self.z_embedder(cognition)
 
+    def begin_sample(self) -> None:
+        """Called before each sampling loop (resets the feature cache, when one is attached)."""
+        if self.feature_cache is not None:
+            self.feature_cache.reset()
+
     def forward(self, noisy_actions: torch.Tensor, timesteps: torch.Tensor, cognition: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.embed_condition(timesteps, cognition), self.x_embedder(noisy_actions)], dim=1)
         x = x + self.positional_embedding
-        for block in self.blocks:
-            x = block(x)
+        if self.feature_cache is not None:
+            x = self.feature_cache.run(self.blocks, x)
+        else:
+            for block in self.blocks:
+                x = block(x)
         return self.final_layer(x)[:, 1:]

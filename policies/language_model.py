@@ -8,10 +8,13 @@ is part of CogACT's checkpoint) but is never run: CogACT discards its logits.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
+from policies.acceleration.token_selection import TokenSelector, text_to_visual_attention
 from policies.config import LLMConfig
 from policies.tokenizer import cognition_suffix_ids
 
@@ -51,6 +54,11 @@ class PromptTokens:
         self.input_ids = input_ids
         self.lengths = lengths
 
+    def row(self, i: int) -> "PromptTokens":
+        """Prompt i alone, without padding."""
+        length = int(self.lengths[i])
+        return PromptTokens(self.input_ids[i : i + 1, :length], self.lengths[i : i + 1])
+
 
 class CognitionLanguageModel(nn.Module):
     """Visual tokens (B, N, hidden) + prompts -> cognition features (B, hidden)."""
@@ -61,6 +69,8 @@ class CognitionLanguageModel(nn.Module):
         self.llm = build_llama(config)
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self._suffix: list[int] = []
+        self.token_selector: Optional[TokenSelector] = None
+        self.last_kept_visual: Optional[torch.Tensor] = None
 
     def set_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
         if len(tokenizer) > self.config.vocab_size:
@@ -99,6 +109,8 @@ class CognitionLanguageModel(nn.Module):
 
     def forward(self, visual: torch.Tensor, prompt: PromptTokens) -> torch.Tensor:
         """visual (B, N, hidden), prompts -> cognition (B, hidden): final-norm state at each row's last valid position."""
+        if self.token_selector is not None:
+            return torch.cat([self._forward_selecting(visual[i : i + 1], prompt.row(i)) for i in range(len(visual))])
         embeds, mask = self.embed_sequence(visual, prompt)
         padded = bool((prompt.lengths != prompt.input_ids.shape[1]).any())
         hidden = self.llm.model(
@@ -106,3 +118,30 @@ class CognitionLanguageModel(nn.Module):
         ).last_hidden_state
         last = (prompt.lengths.to(visual.device) + visual.shape[1] - 1).view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
         return hidden.gather(1, last).squeeze(1)
+
+    def _forward_selecting(self, visual: torch.Tensor, prompt: PromptTokens) -> torch.Tensor:
+        """One unpadded row through the decoder layers, dropping visual tokens after the selector's layer.
+
+        visual (1, N, hidden) -> cognition (1, hidden). Kept tokens keep their order and original position ids."""
+        selector = self.token_selector
+        assert selector is not None
+        model = self.llm.model
+        hidden, _ = self.embed_sequence(visual, prompt)
+        num_visual = visual.shape[1]
+        positions = torch.arange(hidden.shape[1], device=hidden.device)[None]
+        cos, sin = model.rotary_emb(hidden, positions)
+        for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
+            select_here = index == selector.layer and num_visual > selector.keep
+            if select_here:
+                relevance = text_to_visual_attention(layer, hidden, (cos, sin), num_visual)
+            hidden = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=(cos, sin))
+            if select_here:
+                kept = selector.select(relevance, hidden[:, 1 : 1 + num_visual])
+                self.last_kept_visual = kept
+                keep = torch.cat([
+                    torch.zeros(1, dtype=torch.long, device=hidden.device),
+                    kept[0] + 1,
+                    torch.arange(1 + num_visual, hidden.shape[1], device=hidden.device),
+                ])
+                hidden, positions, cos, sin = hidden[:, keep], positions[:, keep], cos[:, keep], sin[:, keep]
+        return model.norm(hidden)[:, -1]

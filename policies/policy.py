@@ -48,6 +48,7 @@ class CogACTPolicy(nn.Module):
         self.action_head = DiffusionTransformer(config.action_head, cognition_dim=config.llm.hidden_size)
         self.sampler = DDIMActionSampler(config.sampler)
         self.statistics = statistics
+        self.preset = "baseline"
         self.ensemble = self.new_ensemble()
 
     def new_ensemble(self) -> Optional[AdaptiveActionEnsemble]:
@@ -67,6 +68,7 @@ class CogACTPolicy(nn.Module):
             "parameters": self.parameter_counts()["total"],
             "device": str(self.device),
             "dtype": self.config.runtime.dtype,
+            "preset": self.preset,
             "num_inference_steps": self.config.sampler.num_inference_steps,
             "cfg_scale": self.config.sampler.cfg_scale,
         }
@@ -129,6 +131,7 @@ class CogACTPolicy(nn.Module):
         with timer.stage("action_head"):
             head_dtype = self.action_head.positional_embedding.dtype
             noise = self.initial_noise(len(frames), seed).to(self.device, head_dtype)
+            self.action_head.begin_sample()
             actions = self.sampler.sample(
                 self.action_head,
                 noise,

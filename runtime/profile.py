@@ -66,10 +66,10 @@ def profile_policy(
     overrides: Optional[list[str]] = None,
     device: Optional[str] = None,
     frame: Optional[np.ndarray] = None,
+    plan_path: Optional[str] = None,
 ) -> dict[str, Any]:
-    from policies.factory import load_policy
     from policies.interface import Observation
-    from policies.presets import apply_preset
+    from runtime.policy_loader import load_policy_with_preset
 
     if steps < 1 or warmup < 0:
         raise ValueError("--steps must be >= 1 and --warmup >= 0")
@@ -78,7 +78,7 @@ def profile_policy(
         frame, source = profile_frame()
     runs = []
     for preset in presets:
-        policy = apply_preset(load_policy(model, device=device, overrides=overrides), preset)
+        policy = load_policy_with_preset(model, preset, plan_path=plan_path, device=device, overrides=overrides)
         if budget_path:
             budget_config = load_budget(budget_path)
             budget_config.warmup_steps = warmup
