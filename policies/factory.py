@@ -3,7 +3,9 @@
 - a model config YAML (``configs/models/cogact-tiny.yaml``): a randomly initialised model (seeded by
   ``runtime.init_seed``, so every run builds the same weights);
 - a vlart checkpoint directory (``config.yaml`` + ``model.safetensors`` + ``dataset_statistics.json`` + ``tokenizer/``),
-  written by ``save_pretrained``.
+  written by ``save_pretrained``;
+- a CogACT release directory (``checkpoints/*.pt`` + ``config.json`` + ``dataset_statistics.json`` + tokenizer
+  files), read by ``policies.cogact_release.load_release``.
 """
 
 from __future__ import annotations
@@ -113,15 +115,23 @@ def load_policy(
     device: Optional[str] = None,
     overrides: Optional[list[str]] = None,
 ) -> CogACTPolicy:
-    """``--model``: a config YAML (random init) or a vlart checkpoint directory; ``overrides`` are ``KEY=VALUE``
+    """``--model``: a config YAML (random init), a vlart checkpoint directory or a CogACT release directory
+    (``checkpoints/*.pt`` + ``config.json``, see ``policies.cogact_release``); ``overrides`` are ``KEY=VALUE``
     config settings (``--set``)."""
+    from policies.cogact_release import is_release_dir, load_release  # it imports this module
+
     path = Path(model).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"--model {model}: no such file or directory")
     if path.is_dir():
+        if is_release_dir(path):
+            return load_release(path, unnorm_key=unnorm_key, device=device, overrides=overrides)
         if (path / CONFIG_FILE).is_file():
             return load_checkpoint(path, unnorm_key=unnorm_key, device=device, overrides=overrides)
-        raise FileNotFoundError(f"--model {model}: directory has no {CONFIG_FILE}; expected a vlart checkpoint")
+        raise FileNotFoundError(
+            f"--model {model}: directory has no {CONFIG_FILE}; expected a vlart checkpoint or a CogACT release "
+            "(checkpoints/*.pt and config.json)"
+        )
     if path.suffix in (".yaml", ".yml"):
         return build_policy(load_config(path, overrides), unnorm_key=unnorm_key, device=device)
     raise ValueError(f"--model {model}: expected a model config (.yaml) or a checkpoint directory")

@@ -36,16 +36,18 @@ def _load_image(path: str):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from policies.factory import load_policy
     from policies.interface import Observation
+    from runtime.policy_loader import load_policy_with_preset
 
     image = _load_image(args.image)
-    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device, overrides=args.set)
+    policy = load_policy_with_preset(args.model, args.preset, args.plan, unnorm_key=args.unnorm_key,
+                                     device=args.device, overrides=args.set)
     output = policy.predict_action(Observation(image=image, instruction=args.instruction), seed=args.seed)
     result = {
         "model": args.model,
         "instruction": args.instruction,
         "seed": args.seed,
+        "preset": policy.preset,
         "unnorm_key": policy.conventions.unnorm_key,
         "action_names": list(policy.conventions.action_names),
         "actions": output.actions.tolist(),
@@ -93,12 +95,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from bridge.keys import load_server_keys
     from bridge.server import PolicyServer
-    from policies.factory import load_policy
     from policies.interface import Observation
+    from runtime.policy_loader import load_policy_with_preset
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     curve = load_server_keys(args.curve_keys) if args.curve_keys else None
-    policy = load_policy(args.model, unnorm_key=args.unnorm_key, device=args.device, overrides=args.set)
+    policy = load_policy_with_preset(args.model, args.preset, args.plan, unnorm_key=args.unnorm_key,
+                                     device=args.device, overrides=args.set)
     size = policy.conventions.image_size
     for _ in range(args.warmup):  # the first forward passes are slow; no client should pay for them
         policy.session().predict_action(Observation(np.full((size, size, 3), 128, np.uint8), "warm up"), seed=0)
@@ -158,7 +161,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.ddim_steps:
         overrides.append("runtime.timing=steps")
     result = profile_policy(args.model, args.preset or ["baseline"], steps=args.steps, warmup=args.warmup,
-                            budget_path=args.budget, overrides=overrides, device=args.device)
+                            budget_path=args.budget, overrides=overrides, device=args.device, plan_path=args.plan)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
@@ -180,9 +183,89 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, workers=args.workers, out=out, seed=args.seed, overrides=args.set or [],
         unnorm_key=args.unnorm_key, budget=args.budget, step_timeout_s=args.step_timeout,
         episode_timeout_s=args.episode_timeout, video=not args.no_video, inject_fault=args.inject_fault,
+        preset=args.preset, plan=args.plan,
     )
     result = run_eval(config)
     print(describe(result).replace("results.json", str(out / "results.json")))
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    import copy
+
+    import torch
+
+    from policies.acceleration.calibration import CalibrationPlan
+    from policies.config import load_config
+    from policies.flops import StepShape, count_flops
+    from policies.policy import CogACTPolicy
+    from policies.presets import apply_preset, load_preset
+
+    config = load_config(args.model, args.set)
+    rows = []
+    for name in args.preset or ["baseline"]:
+        preset = load_preset(name)
+        with torch.device("meta"):
+            policy = CogACTPolicy(copy.deepcopy(config))
+            llm = config.llm
+            # Which layers and channels go does not change FLOPs: an arbitrary plan gives the pruned shapes.
+            plan = CalibrationPlan.placeholder(config.name, llm.num_layers, llm.intermediate_size)
+            apply_preset(policy, preset, plan)
+        rows.append(count_flops(policy, StepShape(text_tokens=args.text_tokens)))
+    base_total = rows[0]["gflops"]["total"]
+    for row in rows:
+        row["ratio_vs_first"] = round(row["gflops"]["total"] / base_total, 4)
+    if args.json:
+        print(json.dumps({"model": config.name, "runs": rows}))
+        return 0
+    print(f"{config.name}: GFLOPs per step (2 x MACs of linear/conv layers; {rows[0]['llm_tokens']} LLM tokens)")
+    keys = ["vision", "projector", "llm", "lm_head", "action_head", "total"]
+    print(f"{'preset':<24}" + "".join(f"{k:>13}" for k in keys) + f"{'vs first':>10}{'attn scores':>13}{'executed':>11}")
+    for row in rows:
+        print(f"{row['preset']:<24}" + "".join(f"{row['gflops'][k]:>13.2f}" for k in keys)
+              + f"{100 * row['ratio_vs_first']:>9.1f}%{row['attention_scores_gflops']:>13.2f}"
+              + f"{row['executed_gflops']:>11.2f}")
+    print("total follows EfficientVLA's convention (every ViT block, LM head over the full sequence, attention scores "
+          "apart); executed = what vlart runs (no last ViT block, no LM head) plus attention scores")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import logging
+
+    from policies.acceleration.calibration import calibrate
+    from policies.factory import load_policy
+    from runtime.calibration_data import calibration_observations
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    policy = load_policy(args.model, device=args.device, overrides=args.set)
+    observations, source = calibration_observations(args.frames, policy, args.tasks)
+    plan = calibrate(policy, observations, mlp_rule=args.mlp_rule)
+    plan.save(args.out)
+    ranked = sorted(range(plan.num_layers), key=lambda i: plan.layer_importance[i])
+    print(f"calibrated {policy.config.name} on {len(observations)} observations from {source}")
+    print("layer importance (1 - mean cos(in, out)), least important first: "
+          + ", ".join(f"{i}:{plan.layer_importance[i]:.4f}" for i in ranked))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from policies.cogact_release import export_model
+
+    written = export_model(args.model, args.format, args.out, unnorm_key=args.unnorm_key, overrides=args.set)
+    print(f"vlart export: wrote {written} ({args.format})")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import resource
+
+    from policies.cogact_release import convert_release
+
+    written = convert_release(args.source, args.to, dtype=args.dtype, unnorm_key=args.unnorm_key, overrides=args.set)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(f"vlart convert: wrote {written} (peak RSS {peak_mib:.0f} MiB)")
     return 0
 
 
@@ -194,6 +277,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+PRESET_HELP = "acceleration preset (configs/presets: efficientvla, tokens-only, cache-only, layers-mlp, fastv, ...)"
+PLAN_HELP = "calibration plan from `vlart calibrate` (without one, presets that prune calibrate on the spot)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlart", description="A runtime for vision-language-action robot policies.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -201,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="one action chunk for one image and instruction")
     predict.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
     predict.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
+    predict.add_argument("--preset", default=None, help=PRESET_HELP)
+    predict.add_argument("--plan", default=None, metavar="PLAN.json", help=PLAN_HELP)
     predict.add_argument("--image", required=True, help="RGB image file (PNG, JPEG)")
     predict.add_argument("--instruction", required=True, help="language instruction")
     predict.add_argument("--seed", type=int, default=0, help="seed of the initial diffusion noise (default 0)")
@@ -218,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a policy over ZeroMQ")
     serve.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
     serve.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
+    serve.add_argument("--preset", default=None, help=PRESET_HELP)
+    serve.add_argument("--plan", default=None, metavar="PLAN.json", help=PLAN_HELP)
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback :5555)")
     serve.add_argument("--curve-keys", default=None, metavar="DIR", help="require CURVE: keys from `vlart keys generate`")
     serve.add_argument("--unnorm-key", default=None)
@@ -243,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--model", required=True, help="model config YAML or vlart checkpoint directory")
     profile.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. runtime.dtype=bfloat16")
     profile.add_argument("--preset", action="append", help="preset to profile (repeatable; default baseline)")
+    profile.add_argument("--plan", default=None, metavar="PLAN.json", help=PLAN_HELP)
     profile.add_argument("--steps", type=int, default=20)
     profile.add_argument("--warmup", type=int, default=3)
     profile.add_argument("--budget", default=None, help="budget YAML (configs/budgets/); default: one control period")
@@ -256,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--suite", required=True, help="suite (simpler_widowx, quick) or task (simpler/...)")
     evaluate.add_argument("--model", default=None, help="model config YAML or checkpoint (served unless --connect)")
     evaluate.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model config key")
+    evaluate.add_argument("--preset", default=None, help=PRESET_HELP)
+    evaluate.add_argument("--plan", default=None, metavar="PLAN.json", help=PLAN_HELP)
     evaluate.add_argument("--via", default="zmq", choices=["zmq", "inproc"],
                           help="zmq: through a vlart server and the thin client, as a robot (default); inproc")
     evaluate.add_argument("--connect", default=None, help="use this running server instead of starting one")
@@ -272,6 +366,50 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--inject-fault", default=None, metavar="crash|hang:EPISODE:STEP",
                           help="make that episode fail at that step (to check failure handling)")
     evaluate.set_defaults(func=cmd_eval)
+
+    flops = commands.add_parser("flops", help="FLOPs per module and preset, on the meta device (no memory)")
+    flops.add_argument("--model", required=True, help="model config YAML")
+    flops.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    flops.add_argument("--preset", action="append", help=PRESET_HELP + " (repeatable)")
+    flops.add_argument("--text-tokens", type=int, default=26,
+                       help="non-visual LLM tokens (default 26: BOS + CogACT's prompt, 282 tokens in all)")
+    flops.add_argument("--json", action="store_true")
+    flops.set_defaults(func=cmd_flops)
+
+    calibrate = commands.add_parser("calibrate", help="score LLM layers and MLP channels on real observations")
+    calibrate.add_argument("--model", required=True, help="model config YAML or checkpoint")
+    calibrate.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    calibrate.add_argument("--frames", type=int, default=16, help="calibration observations (default 16)")
+    calibrate.add_argument("--tasks", nargs="+", default=None, help="SIMPLER tasks to draw frames from")
+    calibrate.add_argument("--mlp-rule", default="activation", choices=["activation", "weight"])
+    calibrate.add_argument("--device", default=None)
+    calibrate.add_argument("--out", required=True, metavar="PLAN.json")
+    calibrate.set_defaults(func=cmd_calibrate)
+
+    export = commands.add_parser(
+        "export", help="write a model as a CogACT .pt or release directory, a CogACT key manifest, or vlart safetensors"
+    )
+    export.add_argument("--model", required=True,
+                        help="model config YAML, vlart checkpoint directory or CogACT release directory")
+    export.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    export.add_argument("--format", required=True,
+                        choices=["cogact-pt", "cogact-release", "cogact-manifest", "safetensors"],
+                        help="cogact-pt: FILE.pt in CogACT's layout; cogact-release: a release DIR; cogact-manifest: "
+                             "FILE.json of every CogACT key and shape (meta device, no weights); safetensors: a vlart "
+                             "checkpoint DIR")
+    export.add_argument("--out", required=True, help="output file (cogact-pt, cogact-manifest) or directory")
+    export.add_argument("--unnorm-key", default=None, help="dataset statistics key (default: the model's)")
+    export.set_defaults(func=cmd_export)
+
+    convert = commands.add_parser("convert", help="CogACT release directory -> vlart checkpoint (safetensors)")
+    convert.add_argument("--from", dest="source", required=True, metavar="COGACT_DIR", help="CogACT release directory")
+    convert.add_argument("--to", required=True, metavar="DIR", help="vlart checkpoint directory to write")
+    convert.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                         help="weights dtype (default fp32)")
+    convert.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    convert.add_argument("--unnorm-key", default=None,
+                         help="default unnorm key stored in the checkpoint (all keys are kept)")
+    convert.set_defaults(func=cmd_convert)
 
     keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

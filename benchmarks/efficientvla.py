@@ -1,0 +1,136 @@
+"""EfficientVLA presets on one model: latency, speedup, FLOPs and action fidelity, measured in one run.
+
+    .venv/bin/python benchmarks/efficientvla.py [--model configs/models/cogact-small.yaml] [--frames 8]
+        [--repeats 2] [--calibration-frames 16] [--out benchmarks/results/efficientvla.json]
+
+Frames are real SIMPLER observations when MS_ASSET_DIR is set (first frames of spread-out episodes of the four WidowX
+tasks, disjoint from the calibration frames), else the sample Bridge frame. The model is calibrated once on its own
+frames and every preset uses that plan. For each preset and frame: ``predict_action`` with the same seeds as the
+baseline, latency from the policy's stage timers, and fidelity of the unnormalised 16x7 chunk against the
+baseline's (cosine similarity and L2 distance, mean over frames). The baseline runs first and again last, so drift of
+the machine shows. With random weights the fidelity numbers say nothing about task success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "fastv", "efficientvla-l28-t112", "efficientvla"]
+
+
+def evaluation_observations(count: int) -> tuple[list, str]:
+    from runtime.calibration_data import sample_observations, simpler_available
+
+    if not simpler_available():
+        return sample_observations(count), "sample Bridge frame"
+    from envs.registry import SUITES, TASKS
+    from envs.sim_env import SimTask
+
+    observations = []
+    names = list(SUITES["simpler_widowx"])
+    for i in range(count):
+        task = SimTask(TASKS[names[i % len(names)]])
+        try:
+            episode = (task.spec.grid_size or 1) - 1 - i // len(names)  # from the end of the grid: not calibration's
+            observations.append(task.reset(episode_id=episode, seed=episode))
+        finally:
+            task.close()
+    return observations, "SIMPLER WidowX first frames"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(REPO / "configs" / "models" / "cogact-small.yaml"))
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--calibration-frames", type=int, default=16)
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "efficientvla.json"))
+    args = parser.parse_args()
+
+    from policies.acceleration.calibration import calibrate
+    from policies.factory import load_policy
+    from policies.flops import StepShape, count_flops
+    from runtime.calibration_data import calibration_observations
+    from runtime.policy_loader import load_policy_with_preset
+
+    observations, source = evaluation_observations(args.frames)
+    baseline_model = load_policy(args.model)
+    calibration, calibration_source = calibration_observations(args.calibration_frames, baseline_model)
+    plan = calibrate(baseline_model, calibration)
+    plan_path = Path(args.out).with_name(Path(args.out).stem + "_plan.json")
+    plan.save(plan_path)
+    text_tokens = int(np.mean([int(baseline_model.language_model.tokenize([o.instruction]).lengths[0])
+                               for o in observations]))
+    del baseline_model
+
+    rows, reference = [], None
+    for name in [*args.presets, "baseline"]:
+        policy = load_policy_with_preset(args.model, name, str(plan_path))
+        for step in range(args.warmup):
+            policy.predict_action(observations[0], seed=step)
+        totals, stages, chunks = [], {}, []
+        for repeat in range(args.repeats):
+            for index, obs in enumerate(observations):
+                policy.reset()
+                out = policy.predict_action(obs, seed=1000 * repeat + index)
+                totals.append(out.timings_ms["total"])
+                for stage, ms in out.timings_ms.items():
+                    stages.setdefault(stage, []).append(ms)
+                if repeat == 0:
+                    chunks.append(out.actions.astype(np.float64))
+        if reference is None:
+            reference = chunks
+        cosines = [float(a.ravel() @ b.ravel() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+                   for a, b in zip(chunks, reference)]
+        distances = [float(np.linalg.norm(a - b)) for a, b in zip(chunks, reference)]
+        flops = count_flops(policy, StepShape(text_tokens=text_tokens))
+        rows.append({
+            "preset": name if not (rows and name == "baseline") else "baseline (again)",
+            "llm_layers": len(policy.language_model.llm.model.layers),
+            "mlp_width": policy.language_model.llm.model.layers[0].mlp.gate_proj.out_features,
+            "latency_p50_ms": round(float(np.percentile(totals, 50)), 2),
+            "latency_p95_ms": round(float(np.percentile(totals, 95)), 2),
+            "stage_mean_ms": {s: round(float(np.mean(v)), 2) for s, v in stages.items()},
+            "gflops": flops["gflops"]["total"],
+            "fidelity_cosine": round(float(np.mean(cosines)), 4),
+            "fidelity_l2": round(float(np.mean(distances)), 5),
+        })
+        del policy
+    base = rows[0]
+    for row in rows:
+        row["speedup"] = round(base["latency_p50_ms"] / row["latency_p50_ms"], 3)
+        row["flops_ratio"] = round(row["gflops"] / base["gflops"], 4)
+
+    print(f"{Path(args.model).stem}: {len(observations)} frames ({source}) x {args.repeats}, calibration on "
+          f"{len(calibration)} ({calibration_source}); {text_tokens} text tokens")
+    print(f"{'preset':<24}{'layers':>7}{'mlp':>6}{'p50 ms':>10}{'p95 ms':>10}{'speedup':>9}{'FLOPs':>8}"
+          f"{'cos vs base':>12}{'L2 vs base':>12}")
+    for row in rows:
+        print(f"{row['preset']:<24}{row['llm_layers']:>7}{row['mlp_width']:>6}{row['latency_p50_ms']:>10.1f}"
+              f"{row['latency_p95_ms']:>10.1f}{row['speedup']:>8.2f}x{100 * row['flops_ratio']:>7.1f}%"
+              f"{row['fidelity_cosine']:>12.4f}{row['fidelity_l2']:>12.5f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "efficientvla", "model": args.model, "frames": source, "calibration": calibration_source,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "results": rows,
+    }, indent=2))
+    print(f"wrote {out} and {plan_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
