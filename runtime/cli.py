@@ -269,6 +269,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demos(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from envs.demos import generate_demos
+
+    summary = generate_demos(args.task, args.episodes, Path(args.out), workers=args.workers, seed=args.seed,
+                             image_size=args.image_size)
+    print(f"{args.task}: {summary['episodes']} successful demonstrations in {args.out} "
+          f"(expert success {100 * summary['expert_success_rate']:.1f}% over {summary['attempts']} attempts, "
+          f"{summary['wall_time_s']:.1f} s this run with {args.workers} worker(s))")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from bridge.keys import generate_keys
 
@@ -410,6 +423,15 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--unnorm-key", default=None,
                          help="default unnorm key stored in the checkpoint (all keys are kept)")
     convert.set_defaults(func=cmd_convert)
+
+    demos = commands.add_parser("demos", help="scripted expert demonstrations of a SIMPLER task (HDF5)")
+    demos.add_argument("--task", required=True, help="a simpler/widowx_... task")
+    demos.add_argument("--episodes", type=int, default=100, help="successful episodes to keep (default 100)")
+    demos.add_argument("--workers", type=int, default=1)
+    demos.add_argument("--seed", type=int, default=0, help="placement seed (attempt k uses seed * 1000003 + k)")
+    demos.add_argument("--image-size", type=int, default=224, help="stored frame size (the policy's input)")
+    demos.add_argument("--out", required=True, help="dataset folder (resumable; several tasks may share it)")
+    demos.set_defaults(func=cmd_demos)
 
     keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

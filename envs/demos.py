@@ -1,0 +1,248 @@
+"""Scripted demonstrations for the SIMPLER WidowX tasks (``vlart demos``), stored as one HDF5 file per episode.
+
+Placements never coincide with the official evaluation grid: for every attempt the source and target objects get
+positions drawn uniformly from the official positions' bounding box widened by ``MARGIN``, rejected if within
+``MIN_POSITION_GAP`` of any official position of that object; the source object gets a yaw turn of 5 to 30 degrees
+(either sign) on top of an official orientation, rejected if it lands within ``MIN_YAW_GAP`` of any official
+orientation. The placement replaces the environment's configuration table, so ManiSkill's own reset (settling,
+bounding boxes, success checks) runs unchanged. Only successful episodes are kept. The layout is in ``envs/DEMOS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from envs.registry import TASKS, TaskSpec
+
+MARGIN = 0.03
+MIN_POSITION_GAP = 0.005
+MIN_YAW_GAP = np.deg2rad(5.0)
+YAW_TURN = (np.deg2rad(5.0), np.deg2rad(30.0))
+LAYOUT_VERSION = 1
+DATASET_NAME = "vlart_simpler_bridge"
+
+
+def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
+    return np.array([
+        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+    ])
+
+
+def quat_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Rotation angle between two unit quaternions."""
+    return float(2 * np.arccos(np.clip(abs(float(np.dot(a, b))), -1.0, 1.0)))
+
+
+@dataclass
+class Placement:
+    xyz: np.ndarray  # (objects, 3)
+    quat: np.ndarray  # (objects, 4) wxyz
+
+
+class PlacementSampler:
+    """Placements around, and never on, a task's official episode grid (see the module docstring)."""
+
+    def __init__(self, official_xyz: np.ndarray, official_quat: np.ndarray) -> None:
+        self.official_xyz = official_xyz  # (P, objects, 3)
+        self.official_quat = official_quat  # (Q, objects, 4)
+
+    def sample(self, rng: np.random.Generator) -> Placement:
+        objects = self.official_xyz.shape[1]
+        xyz = np.empty((objects, 3))
+        for i in range(objects):
+            official = self.official_xyz[:, i]
+            low, high = official[:, :2].min(0) - MARGIN, official[:, :2].max(0) + MARGIN
+            while True:
+                xy = rng.uniform(low, high)
+                if np.linalg.norm(official[:, :2] - xy, axis=1).min() >= MIN_POSITION_GAP:
+                    break
+            xyz[i] = [*xy, official[0, 2]]
+        quat = self.official_quat[rng.integers(len(self.official_quat))].copy()
+        while True:
+            turn = rng.uniform(*YAW_TURN) * rng.choice([-1.0, 1.0])
+            source = _quat_multiply(np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]), quat[0])
+            if min(quat_angle(source, q) for q in self.official_quat[:, 0]) >= MIN_YAW_GAP:
+                break
+        quat[0] = source
+        return Placement(xyz, quat)
+
+    def coincides(self, placement: Placement) -> bool:
+        """True if the source object is where and as an official episode puts it (never, by construction)."""
+        near = np.linalg.norm(self.official_xyz[:, 0, :2] - placement.xyz[0, :2], axis=1).min() < MIN_POSITION_GAP
+        turned = min(quat_angle(placement.quat[0], q) for q in self.official_quat[:, 0]) < MIN_YAW_GAP
+        return bool(near and turned)
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    return seed * 1_000_003 + attempt
+
+
+def episode_path(out: Path, task: str, attempt: int) -> Path:
+    return out / "episodes" / task.replace("/", "__") / f"attempt_{attempt:06d}.h5"
+
+
+# -- worker ----------------------------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(task_name: str, image_size: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from envs.sim_env import SimTask
+
+    task = SimTask(TASKS[task_name])
+    unwrapped = task.env.unwrapped
+    _WORKER.update(task=task, image_size=image_size, sampler=PlacementSampler(
+        unwrapped.xyz_configs.cpu().numpy().astype(np.float64), unwrapped.quat_configs.cpu().numpy().astype(np.float64)))
+
+
+def run_attempt(args: tuple[int, int, str]) -> dict[str, Any]:
+    """One demonstration attempt in a worker: returns its record (and writes the file when it succeeds)."""
+    import torch
+
+    from envs.scripted_expert import run_expert_episode
+    from policies.image_transforms import resize_naive
+
+    attempt, seed, out = args
+    task, sampler = _WORKER["task"], _WORKER["sampler"]
+    unwrapped = task.env.unwrapped
+    placement = sampler.sample(np.random.default_rng(attempt_seed(seed, attempt)))
+    assert not sampler.coincides(placement)
+    unwrapped.xyz_configs = torch.tensor(placement.xyz[None], dtype=torch.float32)
+    unwrapped.quat_configs = torch.tensor(placement.quat[None], dtype=torch.float32)
+    started = time.perf_counter()
+    try:
+        episode = run_expert_episode(task, episode_id=0, seed=attempt_seed(seed, attempt))
+    except Exception as exc:  # a simulator failure loses one attempt, not the run
+        return {"attempt": attempt, "success": False, "error": f"{type(exc).__name__}: {exc}"}
+    record = {"attempt": attempt, "success": episode["success"], "steps": episode["steps"],
+              "wall_time_s": round(time.perf_counter() - started, 3)}
+    if episode["success"]:
+        frames = np.stack([resize_naive(f, _WORKER["image_size"]) for f in episode["frames"][:-1]])
+        write_episode(episode_path(Path(out), task.spec.name, attempt), task.spec, attempt, seed, placement,
+                      episode["instruction"], frames, episode["actions"])
+    return record
+
+
+def write_episode(path: Path, spec: TaskSpec, attempt: int, seed: int, placement: Placement, instruction: str,
+                  frames: np.ndarray, actions: np.ndarray) -> None:
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with h5py.File(partial, "w") as file:
+        file.attrs.update(layout_version=LAYOUT_VERSION, task=spec.name, env_id=spec.env_id, instruction=instruction,
+                          attempt=attempt, seed=seed, control_rate_hz=spec.control_rate_hz, success=True,
+                          steps=len(actions), action_convention="dx,dy,dz,droll,dpitch,dyaw (base frame, m/rad),"
+                                                                "gripper (1 open, 0 closed)")
+        file.create_dataset("observation/image", data=frames, compression="gzip", compression_opts=4)
+        file.create_dataset("action", data=actions.astype(np.float32))
+        file.create_dataset("placement/xyz", data=placement.xyz)
+        file.create_dataset("placement/quat", data=placement.quat)
+    partial.rename(path)  # a file that exists is complete: resuming skips it
+
+
+# -- parent ----------------------------------------------------------------------------------------------------------
+
+
+def read_episode(path: Path) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        return {"attrs": dict(file.attrs), "images": file["observation/image"][()], "actions": file["action"][()]}
+
+
+def iter_episodes(data_dir: Path) -> Iterator[Path]:
+    return iter(sorted((data_dir / "episodes").glob("*/*.h5")))
+
+
+def compute_statistics(data_dir: Path) -> dict[str, Any]:
+    """CogACT's ``dataset_statistics.json`` entry from every stored action (gripper absolute, not normalised)."""
+    actions = np.concatenate([read_episode(p)["actions"] for p in iter_episodes(data_dir)]).astype(np.float64)
+    episodes = len(list(iter_episodes(data_dir)))
+    return {DATASET_NAME: {
+        "action": {
+            "mean": actions.mean(0).tolist(), "std": actions.std(0).tolist(), "max": actions.max(0).tolist(),
+            "min": actions.min(0).tolist(), "q01": np.quantile(actions, 0.01, axis=0).tolist(),
+            "q99": np.quantile(actions, 0.99, axis=0).tolist(), "mask": [True] * 6 + [False],
+        },
+        "num_transitions": int(len(actions)),
+        "num_trajectories": episodes,
+    }}
+
+
+def _attempt_log(out: Path) -> Path:
+    return out / "attempts.jsonl"
+
+
+def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, seed: int = 0,
+                   image_size: int = 224, progress: bool = True, max_attempts: Optional[int] = None) -> dict[str, Any]:
+    """Run expert attempts until ``episodes`` successful ones of ``task_name`` are stored under ``out`` (resumable:
+    attempts already logged are skipped), then write ``dataset_statistics.json`` and ``meta.json``."""
+    from tqdm import tqdm
+
+    if task_name not in TASKS or not TASKS[task_name].simpler:
+        raise ValueError(f"--task: expected a SIMPLER task ({', '.join(n for n in TASKS if TASKS[n].simpler)})")
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = _attempt_log(out)
+    done = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+    done = [r for r in done if r.get("task") == task_name]
+    tried = {r["attempt"] for r in done}
+    successes = sum(r["success"] for r in done)
+    limit = max_attempts or 4 * episodes + 20
+    pending = [a for a in range(limit) if a not in tried]
+    started = time.perf_counter()
+    bar = tqdm(total=episodes, initial=min(successes, episodes), desc=f"demos {task_name}", unit="episode",
+               disable=not progress, file=sys.stderr)
+    context = mp.get_context("spawn")
+    with context.Pool(workers, initializer=_worker_init, initargs=(task_name, image_size)) as pool, \
+            log_path.open("a") as log:
+        for record in pool.imap(run_attempt, [(a, seed, str(out)) for a in pending]):
+            if successes >= episodes:
+                break
+            record["task"] = task_name
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            done.append(record)
+            if record["success"]:
+                successes += 1
+                bar.update(1)
+            bar.set_postfix_str(f"expert success {successes}/{len(done)}")
+        pool.terminate()
+    bar.close()
+    kept = {r["attempt"] for r in done if r.get("task") == task_name and r["success"]}
+    for path in (out / "episodes" / task_name.replace("/", "__")).glob("attempt_*"):
+        if int(path.stem.split("_")[1].split(".")[0]) not in kept:
+            path.unlink()  # finished by a worker after the target count was reached: not logged, not kept
+    statistics = compute_statistics(out)
+    (out / "dataset_statistics.json").write_text(json.dumps(statistics, indent=2))
+    task_records = [r for r in done if r.get("task") == task_name]
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"layout_version": LAYOUT_VERSION, "tasks": {}}
+    meta["tasks"][task_name] = {
+        "episodes": sum(1 for p in iter_episodes(out) if p.parent.name == task_name.replace("/", "__")),
+        "attempts": len(task_records),
+        "expert_success_rate": round(sum(r["success"] for r in task_records) / max(len(task_records), 1), 4),
+        "seed": seed,
+        "image_size": image_size,
+    }
+    meta["dataset_name"] = DATASET_NAME
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return {**meta["tasks"][task_name], "wall_time_s": round(time.perf_counter() - started, 2),
+            "out": str(out), "workers": workers, "cpus": os.cpu_count()}
