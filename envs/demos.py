@@ -17,11 +17,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from envs.registry import TASKS, TaskSpec
+from policies.training.demo_dataset import episode_files, read_episode
 
 MARGIN = 0.03
 MIN_POSITION_GAP = 0.005
@@ -161,21 +162,11 @@ def write_episode(path: Path, spec: TaskSpec, attempt: int, seed: int, placement
 # -- parent ----------------------------------------------------------------------------------------------------------
 
 
-def read_episode(path: Path) -> dict[str, Any]:
-    import h5py
-
-    with h5py.File(path, "r") as file:
-        return {"attrs": dict(file.attrs), "images": file["observation/image"][()], "actions": file["action"][()]}
-
-
-def iter_episodes(data_dir: Path) -> Iterator[Path]:
-    return iter(sorted((data_dir / "episodes").glob("*/*.h5")))
-
-
 def compute_statistics(data_dir: Path) -> dict[str, Any]:
     """CogACT's ``dataset_statistics.json`` entry from every stored action (gripper absolute, not normalised)."""
-    actions = np.concatenate([read_episode(p)["actions"] for p in iter_episodes(data_dir)]).astype(np.float64)
-    episodes = len(list(iter_episodes(data_dir)))
+    files = episode_files(data_dir)
+    actions = np.concatenate([read_episode(p)["actions"] for p in files]).astype(np.float64)
+    episodes = len(files)
     return {DATASET_NAME: {
         "action": {
             "mean": actions.mean(0).tolist(), "std": actions.std(0).tolist(), "max": actions.max(0).tolist(),
@@ -236,7 +227,7 @@ def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, s
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"layout_version": LAYOUT_VERSION, "tasks": {}}
     meta["tasks"][task_name] = {
-        "episodes": sum(1 for p in iter_episodes(out) if p.parent.name == task_name.replace("/", "__")),
+        "episodes": sum(1 for p in episode_files(out) if p.parent.name == task_name.replace("/", "__")),
         "attempts": len(task_records),
         "expert_success_rate": round(sum(r["success"] for r in task_records) / max(len(task_records), 1), 4),
         "seed": seed,

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from envs.demos import PlacementSampler, compute_statistics, generate_demos, quat_angle, read_episode
+from envs.demos import PlacementSampler, compute_statistics, generate_demos, quat_angle
+from policies.training.demo_dataset import read_episode
 from envs.registry import TASKS
 
 pytestmark = pytest.mark.sim

@@ -1,0 +1,1 @@
+"""Training a CogACT-style policy on demonstrations: data, augmentation, the diffusion objective."""

@@ -1,0 +1,36 @@
+"""CogACT's action objective: noise-prediction MSE of the DiT on normalised action chunks.
+
+Each sample is repeated ``repeats`` times with independent noise and timesteps t ~ U{0..T-1} (T = 100); with
+probability ``condition_dropout`` a repeat's cognition feature is replaced by the learned ``uncondition`` vector, which
+is what classifier-free guidance needs at inference. x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def diffusion_loss(
+    action_head: nn.Module,
+    cognition: torch.Tensor,
+    actions: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    repeats: int,
+    condition_dropout: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """cognition (B, C), normalised actions (B, T, A) -> scalar loss."""
+    device = actions.device
+    x0 = actions.repeat_interleave(repeats, dim=0)
+    condition = cognition.repeat_interleave(repeats, dim=0).to(x0.dtype)
+    n = x0.shape[0]
+    timesteps = torch.randint(0, len(alphas_cumprod), (n,), generator=generator).to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
+    abar = alphas_cumprod.to(device, x0.dtype)[timesteps].view(n, 1, 1)
+    noisy = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    dropped = (torch.rand((n,), generator=generator) < condition_dropout).to(device)
+    uncondition = action_head.z_embedder.uncondition.expand(n, -1).to(condition.dtype)
+    condition = torch.where(dropped[:, None], uncondition, condition)
+    return F.mse_loss(action_head(noisy, timesteps, condition), noise)
