@@ -213,6 +213,9 @@ def dit_rules(config: PolicyConfig) -> list[Rule]:
 
 def build_rules(config: PolicyConfig) -> list[Rule]:
     """Every rule, group by group, in CogACT's order."""
+    if config.vision.type != "dinosiglip":
+        raise ValueError(f"vision.type={config.vision.type}: CogACT's release layout holds a DINOv2+SigLIP vision "
+                         "backbone only; use --format safetensors for other front ends")
     return dino_rules(config) + siglip_rules(config) + projector_rules(config) + llm_rules(config) + dit_rules(config)
 
 

@@ -29,6 +29,7 @@ CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 STATISTICS_FILE = "dataset_statistics.json"
 TOKENIZER_DIR = "tokenizer"
+VISION_TOKENIZER_DIR = "vision_tokenizer"  # the front end's own tokenizer (fusion front ends)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -66,6 +67,13 @@ def build_policy(
     policy.action_head.float()
     if tokenizer is not None:
         policy.language_model.set_tokenizer(tokenizer)
+    if policy.vision.uses_instruction:  # the front end's own tokenizer (vision.<type>.text.tokenizer)
+        try:
+            directory = resolve_tokenizer_dir(policy.vision.tokenizer_name, config.base_dir)
+        except FileNotFoundError as exc:
+            detail = str(exc).split(": ", 1)[-1]
+            raise FileNotFoundError(f"vision.{config.vision.type}.text.tokenizer: {detail}") from None
+        policy.vision.set_tokenizer(load_tokenizer(directory))
     return policy.eval()
 
 
@@ -75,15 +83,22 @@ def save_pretrained(policy: CogACTPolicy, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
     if config.actions.statistics is not None:
-        shutil.copyfile(config.resolve_path(config.actions.statistics), directory / STATISTICS_FILE)
+        source = config.resolve_path(config.actions.statistics).resolve()
+        if source != (directory / STATISTICS_FILE).resolve():  # re-saving a checkpoint in place
+            shutil.copyfile(source, directory / STATISTICS_FILE)
     tokenizer = policy.language_model.tokenizer
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+    vision_tokenizer = policy.vision.tokenizer if policy.vision.uses_instruction else None
+    if vision_tokenizer is not None:
+        vision_tokenizer.save_pretrained(str(directory / VISION_TOKENIZER_DIR))
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in policy.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "vlart", "name": config.name})
     saved = config.to_dict()
     saved["actions"]["statistics"] = STATISTICS_FILE if config.actions.statistics is not None else None
     saved["llm"]["tokenizer"] = TOKENIZER_DIR if tokenizer is not None else None
+    if vision_tokenizer is not None:
+        saved["vision"][config.vision.type]["text"]["tokenizer"] = VISION_TOKENIZER_DIR
     save_config(saved, directory / CONFIG_FILE)
     return directory
 

@@ -5,6 +5,7 @@ convolution layers; attention-score matmuls (QK^T and AV) are reported separatel
 runs: every ViT block (CogACT runs the last one and discards it) and the LM head over the whole sequence.
 ``executed`` counts what vlart runs: without the last ViT blocks and the LM head, attention scores included
 (``executed_linear`` without them: what torch's FlopCounterMode sees on CPU, where it does not count SDPA).
+Each front end counts its own FLOPs (``FrontEnd.flop_count``); the LLM sees its ``num_tokens`` visual tokens.
 """
 
 from __future__ import annotations
@@ -29,17 +30,26 @@ def conv_macs(conv: nn.Conv2d, positions: int) -> int:
 
 @dataclass
 class StepShape:
-    """Token counts of one step: ``text_tokens`` is every non-visual LLM token (BOS, prompt, cognition token)."""
+    """Token counts of one step: ``text_tokens`` is every non-visual LLM token (BOS, prompt, cognition token);
+    ``instruction_tokens`` the instruction in a fusion front end's own tokenizer, special tokens included."""
 
     text_tokens: int = PAPER_TEXT_TOKENS
+    instruction_tokens: int = 16
+
+
+def attention_flops(queries: int, keys: int, width: int) -> int:
+    """QK^T and AV of ``queries`` queries over ``keys`` keys, ``width`` channels over all heads; 2 FLOPs per MAC."""
+    return 2 * 2 * queries * keys * width
 
 
 def _attention_flops(tokens: int, width: int) -> int:
-    return 2 * 2 * tokens * tokens * width  # QK^T and AV, 2 FLOPs per MAC
+    return attention_flops(tokens, tokens, width)
 
 
-def _tower(encoder_layers: nn.ModuleList, patch_conv: nn.Conv2d, tokens: int, patches: int,
-           width: int) -> dict[str, int]:
+def vit_tower_flops(encoder_layers: nn.ModuleList, patch_conv: nn.Conv2d, tokens: int, patches: int,
+                    width: int) -> dict[str, int]:
+    """A ViT whose second-to-last block gives the features: ``paper`` runs every block, ``executed`` all but the
+    last (vlart never runs it)."""
     per_layer = [2 * linear_macs([layer]) * tokens for layer in encoder_layers]
     return {
         "paper": 2 * conv_macs(patch_conv, patches) + sum(per_layer),
@@ -50,16 +60,9 @@ def _tower(encoder_layers: nn.ModuleList, patch_conv: nn.Conv2d, tokens: int, pa
 
 def count_flops(policy: Any, shape: StepShape = StepShape()) -> dict[str, Any]:
     """Per-module GFLOPs of one ``predict_action`` of ``policy`` (with whatever preset is applied to it)."""
-    vision_config = policy.config.vision
-    patches = vision_config.num_patches
-    dino, siglip = policy.vision.dino, policy.vision.siglip
-    dino_tokens = patches + 1 + vision_config.dino.num_register_tokens
-    towers = [
-        _tower(dino.encoder.layer, dino.embeddings.patch_embeddings.projection, dino_tokens, patches,
-               vision_config.dino.hidden_size),
-        _tower(siglip.encoder.layers, siglip.embeddings.patch_embedding, patches, patches,
-               vision_config.siglip.hidden_size),
-    ]
+    front_end = policy.vision
+    vision = front_end.flop_count(shape.instruction_tokens if front_end.uses_instruction else 0)
+    patches = front_end.num_tokens
     projector = 2 * linear_macs([policy.projector]) * patches
 
     language_model = policy.language_model
@@ -76,7 +79,7 @@ def count_flops(policy: Any, shape: StepShape = StepShape()) -> dict[str, Any]:
         llm_attention += _attention_flops(tokens, hidden)
     lm_head = 2 * linear_macs([language_model.llm.lm_head]) * full
     selection = 0  # executed only: the selector's explicit text-to-visual attention and its diversity scores
-    if selector is not None and selector.layer < len(layers):
+    if selector is not None and selector.layer < len(layers) and patches > selector.keep:
         attention = layers[selector.layer].self_attn
         selection = 2 * linear_macs([attention.q_proj, attention.k_proj]) * full + 2 * shape.text_tokens * full * hidden
         if hasattr(selector, "key"):
@@ -95,16 +98,19 @@ def count_flops(policy: Any, shape: StepShape = StepShape()) -> dict[str, Any]:
     action_head = 2 * batch * (steps * per_step_rest + full_steps * linear_macs(head.blocks) * (chunk + 1))
     dit_attention = batch * full_steps * len(head.blocks) * _attention_flops(chunk + 1, head.config.hidden_size)
 
-    vision_paper = sum(t["paper"] for t in towers)
-    vision_executed = sum(t["executed"] for t in towers)
+    vision_paper = vision["paper"]
+    vision_executed = vision["executed"]
     paper_total = vision_paper + projector + llm + lm_head + action_head
-    attention = sum(t["attention"] for t in towers) + llm_attention + dit_attention
+    attention = vision["attention"] + llm_attention + dit_attention
     executed_linear = vision_executed + projector + llm + selection + action_head
     gflops = 1e-9
     return {
         "model": policy.config.name,
         "preset": getattr(policy, "preset", "baseline"),
+        "front_end": policy.config.vision.type,
+        "visual_tokens": patches,
         "text_tokens": shape.text_tokens,
+        "instruction_tokens": shape.instruction_tokens if front_end.uses_instruction else None,
         "llm_tokens": full,
         "gflops": {
             "vision": round(vision_paper * gflops, 6),

@@ -95,24 +95,39 @@ class CognitionLanguageModel(nn.Module):
             ids[i, : len(row)] = torch.tensor(row)
         return PromptTokens(ids, lengths)
 
-    def embed_sequence(self, visual: torch.Tensor, prompt: PromptTokens) -> tuple[torch.Tensor, torch.Tensor]:
-        """visual (B, N, hidden) -> (inputs_embeds (B, 1 + N + L - 1, hidden), attention mask (B, same) long)."""
+    def embed_sequence(
+        self, visual: torch.Tensor, prompt: PromptTokens, visual_mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """visual (B, N, hidden) -> (inputs_embeds (B, 1 + N + L - 1, hidden), attention mask (B, same) long).
+        ``visual_mask`` (B, N), 1 = valid, masks visual tokens out (a front end's token mask)."""
         device = visual.device
         ids = prompt.input_ids.to(device)
         text = self.llm.model.embed_tokens(ids)
         embeds = torch.cat([text[:, :1], visual.to(text.dtype), text[:, 1:]], dim=1)
         positions = torch.arange(ids.shape[1], device=device)
         text_mask = (positions[None, :] < prompt.lengths.to(device)[:, None]).long()
-        visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=device)
+        if visual_mask is None:
+            visual_mask = torch.ones(visual.shape[:2], dtype=torch.long, device=device)
+        visual_mask = visual_mask.to(device=device, dtype=torch.long)
         mask = torch.cat([text_mask[:, :1], visual_mask, text_mask[:, 1:]], dim=1)
         return embeds, mask
 
-    def forward(self, visual: torch.Tensor, prompt: PromptTokens) -> torch.Tensor:
-        """visual (B, N, hidden), prompts -> cognition (B, hidden): final-norm state at each row's last valid position."""
+    def forward(
+        self, visual: torch.Tensor, prompt: PromptTokens, visual_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """visual (B, N, hidden), prompts -> cognition (B, hidden): final-norm state at each row's last valid position.
+        ``visual_mask`` (B, N), 1 = valid: masked visual tokens are not attended to (with token selection they are
+        dropped before the first layer)."""
+        if visual_mask is not None and bool(visual_mask.all()):
+            visual_mask = None
         if self.token_selector is not None:
-            return torch.cat([self._forward_selecting(visual[i : i + 1], prompt.row(i)) for i in range(len(visual))])
-        embeds, mask = self.embed_sequence(visual, prompt)
-        padded = bool((prompt.lengths != prompt.input_ids.shape[1]).any())
+            rows = []
+            for i in range(len(visual)):
+                row = visual[i : i + 1] if visual_mask is None else visual[i : i + 1, visual_mask[i].bool()]
+                rows.append(self._forward_selecting(row, prompt.row(i)))
+            return torch.cat(rows)
+        embeds, mask = self.embed_sequence(visual, prompt, visual_mask)
+        padded = visual_mask is not None or bool((prompt.lengths != prompt.input_ids.shape[1]).any())
         hidden = self.llm.model(
             inputs_embeds=embeds, attention_mask=mask if padded else None, use_cache=False
         ).last_hidden_state

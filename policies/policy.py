@@ -1,7 +1,9 @@
 """The CogACT policy: camera frame + instruction -> 16-step action chunk and the ensembled action to execute.
 
-preprocess -> DINOv2+SigLIP (B, 256, 2176) -> projector (B, 256, hidden) -> LLaMA -> cognition (B, hidden)
--> DiT + DDIM (10 steps) + CFG -> normalised chunk (B, 16, 7) -> clip, binarise gripper, q01/q99 -> ensemble.
+preprocess -> front end (DINOv2+SigLIP by default: (B, 256, 2176)) -> projector (B, N, hidden) -> LLaMA -> cognition
+(B, hidden) -> DiT + DDIM (10 steps) + CFG -> normalised chunk (B, 16, 7) -> clip, binarise gripper, q01/q99 ->
+ensemble. The front end (``vision.type``, ``policies.front_ends``) may also read the instruction (FIBER, BridgeTower,
+HiCroPL), tokenised with its own tokenizer; the LLM gets it again in CogACT's prompt.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from policies.action_head import DiffusionTransformer
 from policies.config import PolicyConfig
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
+from policies.front_ends import build_front_end
 from policies.image_transforms import validate_image
 from policies.interface import ACTION_NAMES, Conventions, Observation, PolicyOutput
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
 from policies.projector import FusedMLPProjector
-from policies.vision import DinoSigLIPFrontEnd
 from runtime.timing import StageTimer
 
 def validate_instruction(instruction: object, field_name: str = "instruction") -> str:
@@ -42,9 +44,10 @@ class CogACTPolicy(nn.Module):
     def __init__(self, config: PolicyConfig, statistics: Optional[ActionStatistics] = None) -> None:
         super().__init__()
         self.config = config
-        self.vision = DinoSigLIPFrontEnd(config.vision)
-        self.projector = FusedMLPProjector(config.vision.feature_dim, config.llm.hidden_size)
+        self.vision = build_front_end(config)
+        self.projector = FusedMLPProjector(self.vision.token_dim, config.llm.hidden_size)
         self.language_model = CognitionLanguageModel(config.llm)
+        self.vision.attach_language_model(self.language_model)
         self.action_head = DiffusionTransformer(config.action_head, cognition_dim=config.llm.hidden_size)
         self.sampler = DDIMActionSampler(config.sampler)
         self.statistics = statistics
@@ -87,7 +90,7 @@ class CogACTPolicy(nn.Module):
             gripper="absolute: 1 = open, 0 = close",
             chunk_length=head.chunk_length,
             control_rate_hz=self.config.actions.control_rate_hz,
-            image_size=self.config.vision.image_size,
+            image_size=self.vision.image_size,
             image_keys=("primary",),
             unnorm_key=self.statistics.unnorm_key if self.statistics is not None else None,
             ensemble_horizon=self.config.actions.ensemble_horizon if self.config.actions.ensemble else None,
@@ -104,6 +107,27 @@ class CogACTPolicy(nn.Module):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return torch.randn((batch, head.chunk_length, head.action_dim), generator=generator)
 
+    def cognition_features(
+        self, images: list[np.ndarray], instructions: list[str], timer: Optional[StageTimer] = None
+    ) -> torch.Tensor:
+        """B frames (H, W, 3) uint8 + B instructions -> cognition features (B, C): preprocess, front end, projector,
+        LLM. Differentiable (training calls it); ``sample_normalized`` runs it under inference mode."""
+        timer = timer or StageTimer(enabled=False)
+        if len(images) != len(instructions):
+            raise ValueError(f"instructions: expected {len(images)} (one per image), got {len(instructions)}")
+        with timer.stage("preprocess"):
+            frames = [validate_image(image, f"images[{i}]") for i, image in enumerate(images)]
+            texts = [validate_instruction(text, f"instructions[{i}]") for i, text in enumerate(instructions)]
+            pixels = self.vision.preprocess(frames)
+            vision_text = self.vision.tokenize(texts) if self.vision.uses_instruction else None
+            prompt = self.language_model.tokenize(texts)
+        with timer.stage("vision"):
+            encoded = self.vision.encode(pixels, vision_text)
+        with timer.stage("projector"):
+            visual = self.projector(encoded.tokens.to(self.projector.projector[0].weight.dtype))
+        with timer.stage("llm"):
+            return self.language_model(visual, prompt, visual_mask=encoded.mask)
+
     @torch.inference_mode()
     def sample_normalized(
         self,
@@ -115,22 +139,10 @@ class CogACTPolicy(nn.Module):
     ) -> torch.Tensor:
         """B frames (H, W, 3) uint8 + B instructions -> sampled normalised chunks (B, T, A) float32, not clipped."""
         timer = timer or StageTimer(enabled=False)
-        if len(images) != len(instructions):
-            raise ValueError(f"instructions: expected {len(images)} (one per image), got {len(instructions)}")
-        with timer.stage("preprocess"):
-            frames = [validate_image(image, f"images[{i}]") for i, image in enumerate(images)]
-            texts = [validate_instruction(text, f"instructions[{i}]") for i, text in enumerate(instructions)]
-            pixels = self.vision.preprocess(frames)
-            prompt = self.language_model.tokenize(texts)
-        with timer.stage("vision"):
-            features = self.vision(pixels)
-        with timer.stage("projector"):
-            visual = self.projector(features.to(self.projector.projector[0].weight.dtype))
-        with timer.stage("llm"):
-            cognition = self.language_model(visual, prompt)
+        cognition = self.cognition_features(images, instructions, timer)
         with timer.stage("action_head"):
             head_dtype = self.action_head.positional_embedding.dtype
-            noise = self.initial_noise(len(frames), seed).to(self.device, head_dtype)
+            noise = self.initial_noise(len(images), seed).to(self.device, head_dtype)
             self.action_head.begin_sample()
             actions = self.sampler.sample(
                 self.action_head,
@@ -164,7 +176,7 @@ class CogACTPolicy(nn.Module):
         return PolicyOutput(actions=actions, normalized_actions=clipped, action=action, timings_ms=timer.results_ms())
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters per module (vision towers, projector, llm, action_head) and in total."""
+        """Parameters per module (vision front end, projector, llm, action_head) and in total."""
         modules = {
             "vision": self.vision,
             "projector": self.projector,

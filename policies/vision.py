@@ -3,17 +3,19 @@
 Both towers are transformers models built at full depth, so the module holds every tensor of CogACT's vision
 backbone (final norms and SigLIP's attention-pool head included, unused as in CogACT). Features are the raw output
 of the second-to-last block with prefix tokens dropped; the last block is never run because CogACT discards its
-output.
+output. ``DinoSigLIPFrontEnd`` is the ``dinosiglip`` front end (``policies.front_ends``); with ``towers`` set to one
+tower it is the single-ViT host of the frozen-LLM front end.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipVisionConfig, SiglipVisionModel
 
 from policies.config import VisionConfig
+from policies.flops import vit_tower_flops
+from policies.front_ends import FrontEnd, FrontEndOutput
 from policies.image_transforms import preprocess_images
 
 
@@ -54,23 +56,32 @@ def build_siglip(config: VisionConfig) -> SiglipVisionModel:
     return SiglipVisionModel(hf_config)
 
 
-class DinoSigLIPFrontEnd(nn.Module):
+class DinoSigLIPFrontEnd(FrontEnd):
     """RGB frames -> visual tokens (B, N, D) with N = (image_size / patch)^2 (256 at 224 px) and
-    D = dino.hidden_size + siglip.hidden_size (2176 at base size)."""
+    D = dino.hidden_size + siglip.hidden_size (2176 at base size). Reads no instruction; pooled = mean of tokens.
+    ``towers`` keeps only some of the towers (the frozen-LLM front end on one ViT)."""
 
-    def __init__(self, config: VisionConfig) -> None:
+    def __init__(self, config: VisionConfig, towers: tuple[str, ...] = ("dino", "siglip")) -> None:
         super().__init__()
+        if not towers or set(towers) - {"dino", "siglip"}:
+            raise ValueError(f"towers: expected dino and/or siglip, got {towers!r}")
         self.config = config
-        self.dino = build_dino(config)
-        self.siglip = build_siglip(config)
+        self.towers = tuple(t for t in ("dino", "siglip") if t in towers)
+        if "dino" in self.towers:
+            self.dino = build_dino(config)
+        if "siglip" in self.towers:
+            self.siglip = build_siglip(config)
+        self.image_size = config.image_size
         self.num_tokens = config.num_patches
-        self.token_dim = config.feature_dim
+        self.token_dim = sum(getattr(config, t).hidden_size for t in self.towers)
+        self.pooled_dim = self.token_dim
         self._dino_prefix = 1 + config.dino.num_register_tokens
 
     def preprocess(self, images: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """(H, W, 3) uint8 frames -> ``{"dino", "siglip"}`` pixel tensors (B, 3, S, S) on the module's device."""
-        device = self.dino.embeddings.patch_embeddings.projection.weight.device
-        return {k: v.to(device) for k, v in preprocess_images(images, self.config.image_size).items()}
+        device = self.device
+        pixels = preprocess_images(images, self.config.image_size)
+        return {k: pixels[k].to(device) for k in self.towers}
 
     def dino_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, N, dino.hidden_size): block depth-2 output, no final norm, CLS and registers dropped."""
@@ -86,6 +97,19 @@ class DinoSigLIPFrontEnd(nn.Module):
             hidden = layer(hidden, None)
         return hidden
 
-    def forward(self, pixel_values: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``{"dino": (B,3,S,S), "siglip": (B,3,S,S)}`` -> (B, N, D)."""
-        return torch.cat([self.dino_features(pixel_values["dino"]), self.siglip_features(pixel_values["siglip"])], -1)
+    def encode(self, pixel_values: dict[str, torch.Tensor], text: None = None) -> FrontEndOutput:
+        """``{"dino": (B,3,S,S), "siglip": (B,3,S,S)}`` -> tokens (B, N, D), no mask, pooled (B, D)."""
+        features = {"dino": self.dino_features, "siglip": self.siglip_features}
+        tokens = torch.cat([features[t](pixel_values[t]) for t in self.towers], -1)
+        return FrontEndOutput(tokens=tokens, mask=None, pooled=tokens.mean(dim=1))
+
+    def flop_count(self, text_tokens: int = 0) -> dict[str, int]:
+        patches = self.num_tokens
+        towers = []
+        if "dino" in self.towers:
+            towers.append(vit_tower_flops(self.dino.encoder.layer, self.dino.embeddings.patch_embeddings.projection,
+                                          patches + self._dino_prefix, patches, self.config.dino.hidden_size))
+        if "siglip" in self.towers:
+            towers.append(vit_tower_flops(self.siglip.encoder.layers, self.siglip.embeddings.patch_embedding,
+                                          patches, patches, self.config.siglip.hidden_size))
+        return {key: sum(t[key] for t in towers) for key in ("paper", "executed", "attention")}

@@ -282,6 +282,17 @@ def cmd_demos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from policies.training.trainer import TrainConfig, train
+
+    config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, repeats=args.repeats,
+                         checkpoint_every=args.checkpoint_every, augment=not args.no_augment, seed=args.seed)
+    summary = train(args.model, args.data, args.out, config, overrides=args.set, device=args.device)
+    print(f"trained {summary['steps']} steps on {summary['episodes']} episodes ({summary['samples']} samples) in "
+          f"{summary['wall_time_s']:.0f} s; final loss {summary['final_loss']:.4f}; checkpoint {summary['checkpoint']}")
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from bridge.keys import generate_keys
 
@@ -432,6 +443,21 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--image-size", type=int, default=224, help="stored frame size (the policy's input)")
     demos.add_argument("--out", required=True, help="dataset folder (resumable; several tasks may share it)")
     demos.set_defaults(func=cmd_demos)
+
+    training = commands.add_parser("train", help="train a policy on vlart demonstrations (CogACT's objective)")
+    training.add_argument("--model", required=True, help="model config YAML (or a vlart checkpoint to fine-tune)")
+    training.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    training.add_argument("--data", required=True, help="demonstrations folder (vlart demos)")
+    training.add_argument("--steps", type=int, default=1000)
+    training.add_argument("--batch", type=int, default=8)
+    training.add_argument("--lr", type=float, default=1e-4)
+    training.add_argument("--repeats", type=int, default=4, help="noise draws per sample (CogACT: 8)")
+    training.add_argument("--checkpoint-every", type=int, default=200)
+    training.add_argument("--no-augment", action="store_true")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--device", default=None)
+    training.add_argument("--out", required=True, help="checkpoint folder (resumes when it holds a run)")
+    training.set_defaults(func=cmd_train)
 
     keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -78,9 +78,12 @@ class CalibrationPlan:
 
 def _llm_prefix(policy: Any, observation: Observation) -> None:
     """Runs one observation through vision, projector and LLM (the DiT is not needed for calibration)."""
-    pixels = policy.vision.preprocess([observation.image])
-    visual = policy.projector(policy.vision(pixels).to(policy.projector.projector[0].weight.dtype))
-    policy.language_model(visual, policy.language_model.tokenize([observation.instruction]))
+    front_end = policy.vision
+    pixels = front_end.preprocess([observation.image])
+    text = front_end.tokenize([observation.instruction]) if front_end.uses_instruction else None
+    encoded = front_end.encode(pixels, text)
+    visual = policy.projector(encoded.tokens.to(policy.projector.projector[0].weight.dtype))
+    policy.language_model(visual, policy.language_model.tokenize([observation.instruction]), visual_mask=encoded.mask)
 
 
 @torch.inference_mode()

@@ -1,0 +1,151 @@
+"""``vlart train``: CogACT-style training of a policy on vlart demonstrations.
+
+The whole model is trained end to end (as CogACT fine-tunes everything) on the action objective only: images go
+through CogACT's augmentation, the LLM's cognition feature conditions the DiT, and the DiT learns to predict the
+noise of normalised action chunks (``policies.training.objective``). AdamW with gradient clipping; checkpoints in
+vlart's format every ``checkpoint_every`` steps, with the optimizer and random states so a run resumes exactly where
+it stopped; the loss goes to ``loss.csv`` and ``loss.png``. The same code runs on a GPU (``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from policies.config import load_config
+from policies.factory import build_policy, load_policy, save_pretrained
+from policies.normalization import read_statistics_file, select_statistics
+from policies.training.augment import augment_frames
+from policies.training.demo_dataset import DemoDataset
+from policies.training.objective import diffusion_loss
+
+STATE_FILE = "train_state.pt"
+LATEST = "latest"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    repeats: int = 4  # CogACT's repeated_diffusion_steps (8 in its release); each sample gets this many noise draws
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.repeats < 1 or self.checkpoint_every < 1:
+            raise ValueError("--steps, --batch, --repeats and --checkpoint-every must be >= 1")
+
+
+def _dataset_key(data_dir: Path) -> str:
+    stats = read_statistics_file(data_dir / "dataset_statistics.json")
+    if len(stats) != 1:
+        raise ValueError(f"{data_dir}/dataset_statistics.json: expected one dataset, found {', '.join(stats)}")
+    return next(iter(stats))
+
+
+def _build(model: str, data_dir: Path, overrides: Optional[list[str]], device: Optional[str]) -> Any:
+    """The policy to train, reading its action statistics from the demonstrations."""
+    key = _dataset_key(data_dir)
+    if Path(model).is_dir():
+        return load_policy(model, unnorm_key=key, device=device, overrides=overrides)
+    config = load_config(model, overrides)
+    config.actions.statistics = str((data_dir / "dataset_statistics.json").resolve())
+    config.actions.unnorm_key = key
+    return build_policy(config, device=device)
+
+
+def _plot(losses: list[tuple[int, float]], path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps, values = zip(*losses)
+    window = max(1, len(values) // 50)
+    smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, values, alpha=0.3, label="loss")
+    ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("noise-prediction MSE")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+          overrides: Optional[list[str]] = None, device: Optional[str] = None, progress: bool = True) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = out_dir / STATE_FILE
+    resuming = state_path.exists() and (out_dir / LATEST).is_dir()
+    policy = _build(str(out_dir / LATEST) if resuming else model, data_dir, overrides, device)
+    statistics = select_statistics(read_statistics_file(data_dir / "dataset_statistics.json"), _dataset_key(data_dir),
+                                   policy.config.action_head.action_dim)
+    dataset = DemoDataset(data_dir, statistics, policy.config.action_head.chunk_length)
+    trainable = [p for p in policy.parameters() if p.requires_grad]  # front ends freeze what their method freezes
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    step, losses = 0, []
+    if resuming:
+        state = torch.load(state_path, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        generator.set_state(state["generator"])
+        step, losses = state["step"], state["losses"]
+    alphas = policy.sampler.scheduler.alphas_cumprod
+    dropout = policy.config.action_head.condition_dropout
+    policy.train()
+    started = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
+
+    def checkpoint() -> None:
+        save_pretrained(policy, out_dir / LATEST)
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
+                    "generator": generator.get_state(), "step": step, "losses": losses,
+                    "config": asdict(config)}, state_path)
+        with (out_dir / "loss.csv").open("w", newline="") as file:
+            csv.writer(file).writerows([("step", "loss"), *losses])
+        _plot(losses, out_dir / "loss.png")
+
+    while step < config.steps:
+        batch = dataset.sample(config.batch, rng)
+        images = augment_frames(batch.images, rng) if config.augment else batch.images
+        cognition = policy.cognition_features(list(images), batch.instructions)
+        actions = torch.from_numpy(batch.actions).to(policy.device)
+        loss = diffusion_loss(policy.action_head, cognition, actions, alphas, config.repeats, dropout, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+        optimizer.step()
+        step += 1
+        losses.append((step, round(loss.item(), 6)))
+        bar.update(1)
+        bar.set_postfix_str(f"loss {loss.item():.4f}")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            checkpoint()
+    bar.close()
+    policy.eval()
+    summary = {"steps": step, "final_loss": float(np.mean([v for _, v in losses[-20:]])), "samples": len(dataset),
+               "episodes": len(dataset.episodes), "wall_time_s": round(time.perf_counter() - started, 1),
+               "checkpoint": str(out_dir / LATEST)}
+    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
