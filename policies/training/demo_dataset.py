@@ -46,15 +46,15 @@ class DemoDataset:
         self.chunk_length = chunk_length
         self.episodes = [read_episode(path) for path in files]
         self.index = [(e, t) for e, episode in enumerate(self.episodes) for t in range(len(episode["actions"]))]
-        zero = statistics.normalize(np.zeros((1, len(statistics.q01))))[0]
-        self._pad_relative = zero
+        self._normalized = [statistics.normalize(e["actions"].astype(np.float64)) for e in self.episodes]
+        self._pad_relative = statistics.normalize(np.zeros((1, len(statistics.q01))))[0]
 
     def __len__(self) -> int:
         return len(self.index)
 
     def chunk(self, episode: int, step: int) -> np.ndarray:
         """Normalised actions[step : step + T] of ``episode``, padded past its end: (T, A) float32."""
-        actions = self.statistics.normalize(self.episodes[episode]["actions"].astype(np.float64))
+        actions = self._normalized[episode]
         chunk = actions[step : step + self.chunk_length]
         missing = self.chunk_length - len(chunk)
         if missing:
