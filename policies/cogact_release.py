@@ -707,9 +707,11 @@ def export_model(
     out: str | Path,
     unnorm_key: Optional[str] = None,
     overrides: Optional[list[str]] = None,
+    weights_dtype: Optional[str] = None,
 ) -> Path:
     """``vlart export``: ``cogact-pt`` (FILE.pt), ``cogact-release`` (DIR), ``cogact-manifest`` (FILE.json, meta
-    device, no weights) or ``safetensors`` (DIR, vlart's own checkpoint format)."""
+    device, no weights) or ``safetensors`` (DIR, vlart's own checkpoint format, its weights stored as
+    ``weights_dtype`` when given: fp16 halves a float32 checkpoint)."""
     from policies.factory import save_pretrained
 
     out = Path(out)
@@ -724,7 +726,11 @@ def export_model(
         return export_cogact_pt(policy, out)
     if fmt == "cogact-release":
         return export_release(policy, out)
-    return save_pretrained(policy, out)
+    if weights_dtype is None:
+        return save_pretrained(policy, out)
+    if weights_dtype not in CONVERT_DTYPES:
+        raise ValueError(f"--weights-dtype {weights_dtype!r}: expected one of {', '.join(CONVERT_DTYPES)}")
+    return save_pretrained(policy, out, weights_dtype=getattr(torch, CONVERT_DTYPES[weights_dtype]))
 
 
 CONVERT_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",

@@ -77,8 +77,10 @@ def build_policy(
     return policy.eval()
 
 
-def save_pretrained(policy: CogACTPolicy, directory: str | Path) -> Path:
-    """Write a self-contained checkpoint directory that ``load_policy`` reads back bit for bit."""
+def save_pretrained(policy: CogACTPolicy, directory: str | Path, weights_dtype: Optional[torch.dtype] = None) -> Path:
+    """Write a self-contained checkpoint directory that ``load_policy`` reads back bit for bit. ``weights_dtype``
+    (e.g. float16) stores the floating-point tensors in that type to halve the file; the model still runs in its
+    config's ``runtime.dtype`` (loading casts), so only the rounding of the weights changes."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = policy.config
@@ -93,6 +95,8 @@ def save_pretrained(policy: CogACTPolicy, directory: str | Path) -> Path:
     if vision_tokenizer is not None:
         vision_tokenizer.save_pretrained(str(directory / VISION_TOKENIZER_DIR))
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in policy.state_dict().items()}
+    if weights_dtype is not None:
+        state = {name: t.to(weights_dtype) if t.is_floating_point() else t for name, t in state.items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "vlart", "name": config.name})
     saved = config.to_dict()
     saved["actions"]["statistics"] = STATISTICS_FILE if config.actions.statistics is not None else None

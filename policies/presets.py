@@ -44,15 +44,25 @@ class TokenSelection:
     key: int = 4
     alpha: float = 0.5
     layer: int = 1
+    # keep is written for a model with this many visual tokens (CogACT-Base: 256) and scales with the model's own
+    # count, as layers.keep scales with depth: the same preset keeps the same fraction on every model size
+    reference_tokens: int = 256
 
     def __post_init__(self) -> None:
         if self.method not in ("task_aware", "fastv"):
             raise ConfigError(f"tokens.method must be task_aware or fastv, got {self.method!r}")
+        if not 1 <= self.keep <= self.reference_tokens:
+            raise ConfigError(f"tokens.keep must be in [1, reference_tokens={self.reference_tokens}], got {self.keep}")
 
-    def selector(self) -> FastVSelector | TaskAwareSelector:
+    def scaled_keep(self, num_tokens: int) -> int:
+        return max(1, min(num_tokens, round(self.keep * num_tokens / self.reference_tokens)))
+
+    def selector(self, num_tokens: int) -> FastVSelector | TaskAwareSelector:
+        """The selector for a model with ``num_tokens`` visual tokens."""
+        keep = self.scaled_keep(num_tokens)
         if self.method == "fastv":
-            return FastVSelector(keep=self.keep, layer=self.layer)
-        return TaskAwareSelector(keep=self.keep, key=self.key, alpha=self.alpha, layer=self.layer)
+            return FastVSelector(keep=keep, layer=self.layer)
+        return TaskAwareSelector(keep=keep, key=self.key, alpha=self.alpha, layer=self.layer)
 
 
 @dataclass
@@ -109,7 +119,7 @@ def apply_preset(policy: CogACTPolicy, preset: PresetConfig, plan: Optional[Cali
         keep = scaled_depth(preset.layers.keep, preset.layers.reference_depth, depth)
         drop_layers(policy, plan.layers_to_drop(keep))
     if preset.tokens is not None:
-        policy.language_model.token_selector = preset.tokens.selector()
+        policy.language_model.token_selector = preset.tokens.selector(policy.vision.num_tokens)
     if preset.dit_cache is not None:
         policy.action_head.feature_cache = DiTFeatureCache(preset.dit_cache.interval)
     policy.preset = preset.name

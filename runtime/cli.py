@@ -253,7 +253,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from policies.cogact_release import export_model
 
-    written = export_model(args.model, args.format, args.out, unnorm_key=args.unnorm_key, overrides=args.set)
+    if args.weights_dtype is not None and args.format != "safetensors":
+        raise ValueError("--weights-dtype: only the safetensors format stores a weights dtype")
+    written = export_model(args.model, args.format, args.out, unnorm_key=args.unnorm_key, overrides=args.set,
+                           weights_dtype=args.weights_dtype)
     print(f"vlart export: wrote {written} ({args.format})")
     return 0
 
@@ -286,7 +289,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from policies.training.trainer import TrainConfig, train
 
     config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, repeats=args.repeats,
-                         checkpoint_every=args.checkpoint_every, augment=not args.no_augment, seed=args.seed)
+                         checkpoint_every=args.checkpoint_every, augment=not args.no_augment, seed=args.seed,
+                         precision=args.precision, warmup_steps=args.warmup_steps, schedule=args.schedule,
+                         aux_weight=args.aux_weight)
     summary = train(args.model, args.data, args.out, config, overrides=args.set, device=args.device)
     print(f"trained {summary['steps']} steps on {summary['episodes']} episodes ({summary['samples']} samples) in "
           f"{summary['wall_time_s']:.0f} s; final loss {summary['final_loss']:.4f}; checkpoint {summary['checkpoint']}")
@@ -423,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "checkpoint DIR")
     export.add_argument("--out", required=True, help="output file (cogact-pt, cogact-manifest) or directory")
     export.add_argument("--unnorm-key", default=None, help="dataset statistics key (default: the model's)")
+    export.add_argument("--weights-dtype", default=None, choices=["fp32", "fp16", "bf16"],
+                        help="safetensors: store the weights in this dtype (the model still runs in runtime.dtype)")
     export.set_defaults(func=cmd_export)
 
     convert = commands.add_parser("convert", help="CogACT release directory -> vlart checkpoint (safetensors)")
@@ -454,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--repeats", type=int, default=4, help="noise draws per sample (CogACT: 8)")
     training.add_argument("--checkpoint-every", type=int, default=200)
     training.add_argument("--no-augment", action="store_true")
+    training.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                          help="bfloat16: autocast mixed precision (float32 weights)")
+    training.add_argument("--warmup-steps", type=int, default=0)
+    training.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
+    training.add_argument("--aux-weight", type=float, default=0.0,
+                          help="weight of an auxiliary linear regression of the chunk from the cognition feature "
+                               "(training from scratch; 0 = CogACT's objective alone)")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--device", default=None)
     training.add_argument("--out", required=True, help="checkpoint folder (resumes when it holds a run)")

@@ -1,4 +1,5 @@
-"""CogACT's action objective: noise-prediction MSE of the DiT on normalised action chunks.
+"""CogACT's action objective: noise-prediction MSE of the DiT on normalised action chunks (and an optional
+auxiliary regression of the chunk from the cognition feature, for training from scratch).
 
 Each sample is repeated ``repeats`` times with independent noise and timesteps t ~ U{0..T-1} (T = 100); with
 probability ``condition_dropout`` a repeat's cognition feature is replaced by the learned ``uncondition`` vector, which
@@ -34,3 +35,20 @@ def diffusion_loss(
     uncondition = action_head.z_embedder.uncondition.expand(n, -1).to(condition.dtype)
     condition = torch.where(dropped[:, None], uncondition, condition)
     return F.mse_loss(action_head(noisy, timesteps, condition), noise)
+
+
+class CognitionRegressor(nn.Module):
+    """A linear map from the cognition feature to the whole normalised chunk, used only while training.
+
+    CogACT starts from a pretrained VLM whose cognition feature already describes the scene. Trained from scratch, the
+    DiT first learns the marginal action distribution and ignores a near-constant cognition feature, so the noise-
+    prediction loss sends the vision towers and the LLM almost no signal. Regressing the chunk from the cognition
+    gives them a direct one; the regressor is discarded afterwards (the policy still acts through the DiT alone)."""
+
+    def __init__(self, cognition_dim: int, chunk_length: int, action_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(cognition_dim, chunk_length * action_dim)
+
+    def loss(self, cognition: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """cognition (B, C), normalised actions (B, T, A) -> scalar MSE."""
+        return F.mse_loss(self.linear(cognition.to(self.linear.weight.dtype)), actions.flatten(1))

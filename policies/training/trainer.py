@@ -9,8 +9,10 @@ it stopped; the loss goes to ``loss.csv`` and ``loss.png``. The same code runs o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ from policies.factory import build_policy, load_policy, save_pretrained
 from policies.normalization import read_statistics_file, select_statistics
 from policies.training.augment import augment_frames
 from policies.training.demo_dataset import DemoDataset
-from policies.training.objective import diffusion_loss
+from policies.training.objective import CognitionRegressor, diffusion_loss
 
 STATE_FILE = "train_state.pt"
 LATEST = "latest"
@@ -41,10 +43,47 @@ class TrainConfig:
     checkpoint_every: int = 200
     augment: bool = True
     seed: int = 0
+    # bfloat16: autocast mixed precision as CogACT trains (weights and optimizer stay float32); about 1.8x faster
+    # on a CPU with AVX512-BF16 and the usual choice on a GPU
+    precision: str = "float32"
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    schedule: str = "constant"  # or "cosine": decay to min_lr_ratio * lr at the last step, after the warm-up
+    min_lr_ratio: float = 0.1
+    # > 0: add this times the MSE of a linear regression of the chunk from the cognition feature (objective.py's
+    # CognitionRegressor); for models trained from scratch, whose DiT otherwise ignores the cognition feature
+    aux_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.repeats < 1 or self.checkpoint_every < 1:
             raise ValueError("--steps, --batch, --repeats and --checkpoint-every must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"--schedule: expected constant or cosine, got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError("--warmup-steps must be >= 0")
+        if self.aux_weight < 0:
+            raise ValueError("--aux-weight must be >= 0")
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of the update that makes step ``step + 1`` (0-based ``step``)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
+
+
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _dataset_key(data_dir: Path) -> str:
@@ -65,7 +104,7 @@ def _build(model: str, data_dir: Path, overrides: Optional[list[str]], device: O
     return build_policy(config, device=device)
 
 
-def _plot(losses: list[tuple[int, float]], path: Path) -> None:
+def _plot(losses: list[tuple[int, float, float]], path: Path, with_aux: bool) -> None:
     try:
         import matplotlib
     except ImportError:
@@ -73,14 +112,17 @@ def _plot(losses: list[tuple[int, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps, values = zip(*losses)
+    steps, values = zip(*[(row[0], row[1]) for row in losses])
     window = max(1, len(values) // 50)
     smooth = np.convolve(values, np.ones(window) / window, mode="valid")
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, values, alpha=0.3, label="loss")
+    ax.plot(steps, values, alpha=0.3, label="noise-prediction MSE (CogACT objective)")
     ax.plot(steps[window - 1:], smooth, label=f"mean of {window}")
+    if with_aux:
+        aux = np.convolve([row[2] for row in losses], np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], aux, label=f"auxiliary regression MSE, mean of {window}")
     ax.set_xlabel("step")
-    ax.set_ylabel("noise-prediction MSE")
+    ax.set_ylabel("MSE")
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
@@ -101,13 +143,21 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
                                    policy.config.action_head.action_dim)
     dataset = DemoDataset(data_dir, statistics, policy.config.action_head.chunk_length)
     trainable = [p for p in policy.parameters() if p.requires_grad]  # front ends freeze what their method freezes
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    head = policy.config.action_head
+    regressor = None
+    if config.aux_weight > 0:
+        regressor = CognitionRegressor(policy.config.llm.hidden_size, head.chunk_length, head.action_dim)
+        regressor.to(policy.device)
+    optimizer = torch.optim.AdamW(trainable + (list(regressor.parameters()) if regressor is not None else []),
+                                  lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     step, losses = 0, []
     if resuming:
         state = torch.load(state_path, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
+        if regressor is not None:
+            regressor.load_state_dict(state["regressor"])
         rng.bit_generator.state = state["rng"]
         generator.set_state(state["generator"])
         step, losses = state["step"], state["losses"]
@@ -121,30 +171,36 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
         save_pretrained(policy, out_dir / LATEST)
         torch.save({"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
                     "generator": generator.get_state(), "step": step, "losses": losses,
+                    "regressor": regressor.state_dict() if regressor is not None else None,
                     "config": asdict(config)}, state_path)
         with (out_dir / "loss.csv").open("w", newline="") as file:
-            csv.writer(file).writerows([("step", "loss"), *losses])
-        _plot(losses, out_dir / "loss.png")
+            header = ("step", "loss", "aux_loss") if regressor is not None else ("step", "loss")
+            csv.writer(file).writerows([header, *[row[: len(header)] for row in losses]])
+        _plot(losses, out_dir / "loss.png", regressor is not None)
 
     while step < config.steps:
         batch = dataset.sample(config.batch, rng)
         images = augment_frames(batch.images, rng) if config.augment else batch.images
-        cognition = policy.cognition_features(list(images), batch.instructions)
         actions = torch.from_numpy(batch.actions).to(policy.device)
-        loss = diffusion_loss(policy.action_head, cognition, actions, alphas, config.repeats, dropout, generator)
+        with _autocast(policy.device, config.precision):
+            cognition = policy.cognition_features(list(images), batch.instructions)
+            loss = diffusion_loss(policy.action_head, cognition, actions, alphas, config.repeats, dropout, generator)
+            aux = regressor.loss(cognition, actions) if regressor is not None else torch.zeros(())
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate(step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + config.aux_weight * aux).backward()
         torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
         optimizer.step()
         step += 1
-        losses.append((step, round(loss.item(), 6)))
+        losses.append((step, round(loss.item(), 6), round(aux.item(), 6)))
         bar.update(1)
         bar.set_postfix_str(f"loss {loss.item():.4f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint()
     bar.close()
     policy.eval()
-    summary = {"steps": step, "final_loss": float(np.mean([v for _, v in losses[-20:]])), "samples": len(dataset),
+    summary = {"steps": step, "final_loss": float(np.mean([row[1] for row in losses[-20:]])), "samples": len(dataset),
                "episodes": len(dataset.episodes), "wall_time_s": round(time.perf_counter() - started, 1),
                "checkpoint": str(out_dir / LATEST)}
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))

@@ -176,3 +176,11 @@ def test_presets_need_a_plan_that_fits(deep_tiny, frame):
 def test_depth_targets_scale_with_the_model(depth, keep):
     assert scaled_depth(22, 32, depth) == keep
     assert math.isclose(scaled_depth(28, 32, 32), 28)
+
+
+@pytest.mark.parametrize("num_tokens, keep", [(256, 56), (64, 14), (16, 4), (2, 1)])
+def test_token_targets_scale_with_the_model(num_tokens, keep):
+    tokens = load_preset("efficientvla").tokens
+    assert tokens.scaled_keep(num_tokens) == keep
+    assert tokens.selector(num_tokens).keep == keep
+    assert load_preset("efficientvla-l28-t112").tokens.scaled_keep(64) == 28

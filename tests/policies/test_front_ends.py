@@ -281,11 +281,14 @@ def test_cogact_base_vision_flops_are_unchanged():
 
 
 def test_token_selection_is_skipped_when_the_front_end_has_fewer_tokens(policies):
+    from policies.acceleration.token_selection import TaskAwareSelector
     from policies.presets import apply_preset, load_preset
 
     policy = copy.deepcopy(policies["fiber"])
     baseline = count_flops(policy)
-    apply_preset(policy, load_preset("tokens-only"))
+    apply_preset(copy.deepcopy(policy), load_preset("tokens-only"))
+    assert load_preset("tokens-only").tokens.scaled_keep(policy.vision.num_tokens) == 11  # 56/256 of FIBER's 49
+    policy.language_model.token_selector = TaskAwareSelector(keep=56, layer=1)
     assert policy.language_model.token_selector.keep == 56 > policy.vision.num_tokens
     frame = np.random.default_rng(1).integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
     policy.language_model.last_kept_visual = None

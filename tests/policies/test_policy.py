@@ -124,6 +124,18 @@ def test_save_load_round_trip_is_bit_exact(tiny_policy, frame, tmp_path):
     assert load_policy(directory, unnorm_key="fractal20220817_data").conventions.unnorm_key == "fractal20220817_data"
 
 
+def test_float16_checkpoint_halves_the_file_and_runs_in_float32(tiny_policy, tmp_path):
+    full = save_pretrained(tiny_policy, tmp_path / "fp32") / "model.safetensors"
+    half = save_pretrained(tiny_policy, tmp_path / "fp16", weights_dtype=torch.float16) / "model.safetensors"
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = load_policy(tmp_path / "fp16")
+    for name, tensor in loaded.state_dict().items():
+        original = tiny_policy.state_dict()[name]
+        assert tensor.dtype == original.dtype
+        if original.is_floating_point():
+            torch.testing.assert_close(tensor, original.to(torch.float16).to(original.dtype), rtol=0, atol=0)
+
+
 def test_checkpoint_with_mismatched_weights_is_refused(tiny_policy, tmp_path):
     from safetensors.torch import load_file, save_file
 

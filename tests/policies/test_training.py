@@ -124,3 +124,52 @@ def test_training_reduces_the_loss_on_a_fixed_batch(demo_dir):
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
     assert policy.language_model.llm.model.layers[0].mlp.gate_proj.weight.grad is not None  # end to end
+
+
+def test_cognition_regressor_fits_a_fixed_batch():
+    from policies.training.objective import CognitionRegressor
+
+    torch.manual_seed(0)
+    regressor = CognitionRegressor(8, 16, 7)
+    cognition, actions = torch.randn(4, 8), torch.rand(4, 16, 7) * 2 - 1
+    optimizer = torch.optim.Adam(regressor.parameters(), lr=1e-2)
+    first = regressor.loss(cognition, actions).item()
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = regressor.loss(cognition, actions)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.01 * first
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_the_floor():
+    from policies.training.trainer import TrainConfig
+
+    config = TrainConfig(steps=110, lr=1e-3, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert config.learning_rate(0) == pytest.approx(1e-4)
+    assert config.learning_rate(9) == pytest.approx(1e-3)
+    assert config.learning_rate(60) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way through the decay
+    assert config.learning_rate(110) == pytest.approx(1e-4)
+    assert TrainConfig(lr=2e-4).learning_rate(500) == 2e-4
+    with pytest.raises(ValueError, match="--precision"):
+        TrainConfig(precision="float16")
+
+
+def test_bfloat16_training_with_the_auxiliary_regression(demo_dir, tmp_path):
+    import json as json_module
+
+    from policies.factory import load_policy
+    from policies.training.trainer import TrainConfig, train
+    from tests.conftest import TINY
+
+    (demo_dir / "dataset_statistics.json").write_text(json_module.dumps({"vlart_simpler_bridge": STATS["toy"]}))
+    config = TrainConfig(steps=4, batch=4, lr=1e-3, repeats=2, precision="bfloat16", warmup_steps=2, schedule="cosine",
+                         aux_weight=1.0, checkpoint_every=2)
+    summary = train(str(TINY), demo_dir, tmp_path / "run", config, progress=False)
+    assert np.isfinite(summary["final_loss"])
+    rows = (tmp_path / "run" / "loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,aux_loss" and len(rows) == 5 and float(rows[-1].split(",")[2]) > 0
+    # the regressor is part of the training state (exact resume) but not of the policy
+    assert torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)["regressor"] is not None
+    policy = load_policy(tmp_path / "run" / "latest")
+    assert all(p.dtype == torch.float32 for p in policy.parameters())
