@@ -43,8 +43,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     augment: bool = True
     seed: int = 0
-    # bfloat16: autocast mixed precision as CogACT trains (weights and optimizer stay float32); about 1.8x faster
-    # on a CPU with AVX512-BF16 and the usual choice on a GPU
+    # bfloat16: autocast mixed precision as CogACT trains (weights and optimizer stay float32); about 1.7x faster
+    # on a CPU with AVX512-BF16 (benchmarks/train_step.py) and the usual choice on a GPU
     precision: str = "float32"
     warmup_steps: int = 0  # linear warm-up from 0 to lr
     schedule: str = "constant"  # or "cosine": decay to min_lr_ratio * lr at the last step, after the warm-up
