@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from policies.normalization import read_statistics_file, select_statistics
 from policies.training.augment import augment_frames
 from policies.training.demo_dataset import DemoDataset
 from policies.training.objective import CognitionRegressor, diffusion_loss
+
+log = logging.getLogger("vlart.train")
 
 STATE_FILE = "train_state.pt"
 LATEST = "latest"
@@ -152,7 +155,7 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
                                   lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    step, losses = 0, []
+    step, losses, elapsed_before = 0, [], 0.0
     if resuming:
         state = torch.load(state_path, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -161,18 +164,26 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
         rng.bit_generator.state = state["rng"]
         generator.set_state(state["generator"])
         step, losses = state["step"], state["losses"]
+        elapsed_before = state.get("elapsed_s", 0.0)
+        changed = {k: (v, getattr(config, k)) for k, v in state["config"].items() if getattr(config, k, v) != v}
+        if changed:  # a deliberate change (e.g. switching to cosine decay) is allowed, but it must show in the log
+            log.warning("resuming at step %d with changed settings: %s", step,
+                        ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
     alphas = policy.sampler.scheduler.alphas_cumprod
     dropout = policy.config.action_head.condition_dropout
     policy.train()
     started = time.perf_counter()
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
 
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
     def checkpoint() -> None:
         save_pretrained(policy, out_dir / LATEST)
         torch.save({"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
                     "generator": generator.get_state(), "step": step, "losses": losses,
                     "regressor": regressor.state_dict() if regressor is not None else None,
-                    "config": asdict(config)}, state_path)
+                    "config": asdict(config), "elapsed_s": elapsed()}, state_path)
         with (out_dir / "loss.csv").open("w", newline="") as file:
             header = ("step", "loss", "aux_loss") if regressor is not None else ("step", "loss")
             csv.writer(file).writerows([header, *[row[: len(header)] for row in losses]])
@@ -201,7 +212,7 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
     bar.close()
     policy.eval()
     summary = {"steps": step, "final_loss": float(np.mean([row[1] for row in losses[-20:]])), "samples": len(dataset),
-               "episodes": len(dataset.episodes), "wall_time_s": round(time.perf_counter() - started, 1),
-               "checkpoint": str(out_dir / LATEST)}
+               "episodes": len(dataset.episodes), "wall_time_s": round(elapsed(), 1),
+               "checkpoint": str(out_dir / LATEST), "config": asdict(config)}
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

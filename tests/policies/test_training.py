@@ -74,7 +74,7 @@ def test_objective_goes_down_on_a_fixed_batch():
     assert head.z_embedder.uncondition.grad is not None  # dropout reaches the null condition
 
 
-def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_path):
+def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_path, caplog):
     """vlart train on the tiny config: end to end (front end, LLM, DiT), checkpoints, resume."""
     import json as json_module
 
@@ -92,6 +92,9 @@ def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_
     resumed = train(str(TINY), demo_dir, out, TrainConfig(steps=8, batch=4, lr=1e-3, repeats=2, checkpoint_every=3),
                     progress=False)
     assert resumed["steps"] == 8
+    # the training time adds up over the segments, and a changed setting on resume is logged
+    assert resumed["wall_time_s"] >= summary["wall_time_s"] > 0
+    assert "steps 6 -> 8" in caplog.text and resumed["config"]["steps"] == 8
     policy = load_policy(out / "latest")
     assert policy.conventions.unnorm_key == "vlart_simpler_bridge"
     frame = np.zeros((32, 32, 3), np.uint8)
