@@ -51,19 +51,21 @@ def evaluate(model: str, preset: str, task: str, plan: Path | None, args: argpar
     entry = result["tasks"][task]
     latencies = [e["policy_latency_ms"]["p50"] for e in result["episodes"] if e["policy_latency_ms"]]
     return {"preset": preset, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
-            **{rule: entry[rule] for rule in SUCCESS_RULES},
+            **{rule: entry[rule] for rule in SUCCESS_RULES}, "grasped": entry.get("grasped"),
             "step_latency_ms_p50": round(float(np.median(latencies)), 2) if latencies else None,
             "results": str(run_dir / "results.json")}
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'preset':<24}{'task':<34}{'success (final)':>22}{'success (any)':>22}{'step p50 ms':>13}"]
+    lines = [f"{'preset':<24}{'task':<34}{'success (final)':>22}{'success (any)':>22}{'grasped':>22}"
+             f"{'step p50 ms':>13}"]
     for row in rows:
         cells = [f"{r['successes']:>2}/{row['episodes']} [{100 * r['ci95'][0]:3.0f},{100 * r['ci95'][1]:4.0f}]%"
-                 for r in (row["success_final"], row["success_any"])]
+                 if r is not None else "-" for r in (row["success_final"], row["success_any"], row.get("grasped"))]
         latency = f"{row['step_latency_ms_p50']:.1f}" if row["step_latency_ms_p50"] is not None else "-"
-        lines.append(f"{row['preset']:<24}{row['task']:<34}{cells[0]:>22}{cells[1]:>22}{latency:>13}")
-    lines.append("successes/episodes [95% Wilson interval]; success (final) is SIMPLER's official rule")
+        lines.append(f"{row['preset']:<24}{row['task']:<34}{cells[0]:>22}{cells[1]:>22}{cells[2]:>22}{latency:>13}")
+    lines.append("successes/episodes [95% Wilson interval]; success (final) is SIMPLER's official rule, grasped its "
+                 "partial success")
     return "\n".join(lines)
 
 

@@ -171,6 +171,7 @@ def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig, vid
             env_steps.append((time.perf_counter() - step_started) * 1e3)
             obs, success = result.observation, result.success
             record.success_any |= success
+            record.grasped = result.grasped
             record.steps = step + 1
             frames.append(obs.image)
         record.success_final = success

@@ -24,6 +24,7 @@ class EpisodeRecord:
     instruction: str = ""
     success_final: bool = False
     success_any: bool = False
+    grasped: Optional[bool] = None  # SIMPLER's partial success (source object held 5+ consecutive steps); None: n/a
     steps: int = 0
     wall_time_s: float = 0.0
     failure: Optional[str] = None  # why the episode could not run to its end (crash, timeout); None if it did
@@ -55,16 +56,20 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def _rate(successes: int, trials: int) -> dict[str, Any]:
+    low, high = wilson_interval(successes, trials)
+    return {"successes": successes, "rate": round(successes / trials, 4), "ci95": [round(low, 4), round(high, 4)]}
+
+
 def aggregate(records: list[EpisodeRecord]) -> dict[str, dict[str, Any]]:
     tasks: dict[str, dict[str, Any]] = {}
     for task in dict.fromkeys(r.task for r in records):
         rows = [r for r in records if r.task == task]
         entry: dict[str, Any] = {"episodes": len(rows), "failed_runs": sum(r.failure is not None for r in rows)}
         for rule in SUCCESS_RULES:
-            successes = sum(getattr(r, rule) for r in rows)
-            low, high = wilson_interval(successes, len(rows))
-            entry[rule] = {"successes": successes, "rate": round(successes / len(rows), 4),
-                           "ci95": [round(low, 4), round(high, 4)]}
+            entry[rule] = _rate(sum(getattr(r, rule) for r in rows), len(rows))
+        if any(r.grasped is not None for r in rows):
+            entry["grasped"] = _rate(sum(bool(r.grasped) for r in rows), len(rows))
         entry["mean_wall_time_s"] = round(float(np.mean([r.wall_time_s for r in rows])), 3)
         tasks[task] = entry
     return tasks
@@ -79,13 +84,19 @@ def write_results(path: Path, header: dict[str, Any], records: list[EpisodeRecor
     return result
 
 
+def _rate_cell(rate: Optional[dict[str, Any]]) -> str:
+    if rate is None:
+        return "-"
+    return f"{100 * rate['rate']:5.1f}% [{100 * rate['ci95'][0]:4.1f}, {100 * rate['ci95'][1]:5.1f}]"
+
+
 def summary_table(result: dict[str, Any]) -> str:
-    lines = [f"{'task':<36}{'episodes':>9}{'success (final)':>24}{'success (any step)':>24}{'failed runs':>13}"]
+    lines = [f"{'task':<36}{'episodes':>9}{'success (final)':>24}{'success (any step)':>24}{'grasped':>24}"
+             f"{'failed runs':>13}"]
     for task, entry in result["tasks"].items():
-        cells = []
-        for rule in SUCCESS_RULES:
-            r = entry[rule]
-            cells.append(f"{100 * r['rate']:5.1f}% [{100 * r['ci95'][0]:4.1f}, {100 * r['ci95'][1]:5.1f}]")
-        lines.append(f"{task:<36}{entry['episodes']:>9}{cells[0]:>24}{cells[1]:>24}{entry['failed_runs']:>13}")
-    lines.append("success (final) is SIMPLER's official rule; brackets hold the 95% Wilson interval")
+        cells = [_rate_cell(entry.get(rule)) for rule in (*SUCCESS_RULES, "grasped")]
+        lines.append(f"{task:<36}{entry['episodes']:>9}{cells[0]:>24}{cells[1]:>24}{cells[2]:>24}"
+                     f"{entry['failed_runs']:>13}")
+    lines.append("success (final) is SIMPLER's official rule; grasped is its partial success (the source object held "
+                 "5+ consecutive steps); brackets hold the 95% Wilson interval")
     return "\n".join(lines)

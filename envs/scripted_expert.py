@@ -136,14 +136,16 @@ def run_expert_episode(task: Any, episode_id: int, seed: int, max_steps: Optiona
     expert = expert or ScriptedExpert()
     obs = task.reset(episode_id, seed)
     expert.reset(task)
-    frames, actions, successes = [obs.image], [], []
+    frames, actions, successes, grasped = [obs.image], [], [], None
     for _ in range(max_steps or task.spec.max_steps):
         action = expert.act()
         result = task.step(action)
         actions.append(action)
         successes.append(result.success)
+        grasped = result.grasped
         frames.append(result.observation.image)
         if expert.phase_name == "done" and result.success:
             break
     return {"instruction": obs.instruction, "frames": frames, "actions": np.array(actions),
-            "success": bool(successes and successes[-1]), "success_any": any(successes), "steps": len(actions)}
+            "success": bool(successes and successes[-1]), "success_any": any(successes), "grasped": grasped,
+            "steps": len(actions)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -26,6 +27,9 @@ class StepResult:
     observation: Observation
     success: bool
     env_action: np.ndarray
+    # SIMPLER's partial success: the source object held for 5+ consecutive steps so far (None: the task has no such
+    # measure). Bridge tasks accumulate it over the episode, so the last step's value is the episode's.
+    grasped: Optional[bool] = None
 
 
 class SimTask:
@@ -73,7 +77,8 @@ class SimTask:
 
         env_action = self.adapter(policy_action)
         obs, _, _, _, info = self.env.step(torch.from_numpy(env_action))
-        return StepResult(self._observation(obs), bool(info["success"].reshape(-1)[0]), env_action)
+        grasped = bool(info["consecutive_grasp"].reshape(-1)[0]) if "consecutive_grasp" in info else None
+        return StepResult(self._observation(obs), bool(info["success"].reshape(-1)[0]), env_action, grasped)
 
     def close(self) -> None:
         self.env.close()

@@ -32,6 +32,7 @@ def test_expert_solves_a_fixed_episode(simpler_assets, name):
     finally:
         task.close()
     assert episode["success"] and expert.phase_name == "done"
+    assert episode["grasped"] is True  # SIMPLER's partial success, read from the simulator
     actions = episode["actions"]
     assert actions.shape[1] == 7 and np.abs(actions[:, :3]).max() <= 0.03 + 1e-9
     assert set(np.unique(actions[:, 6])) == {0.0, 1.0}  # it closed and opened the gripper

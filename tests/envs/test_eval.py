@@ -26,10 +26,12 @@ def test_eval_two_episodes_via_zmq_writes_results_and_videos(simpler_assets, tmp
         assert episode["steps"] == 6 and episode["failure"] is None
         assert episode["instruction"] == "put carrot on plate"
         assert episode["success_final"] is False  # random weights
+        assert episode["grasped"] is False  # SIMPLER's partial success: nothing was held
         assert episode["policy_latency_ms"]["p50"] > 0 and episode["env_step_ms"]["p50"] > 0
         assert "__failure__put-carrot-on-plate.mp4" in episode["video"]
     task = result["tasks"]["simpler/widowx_carrot_on_plate"]
     assert task["episodes"] == 2 and task["success_final"]["ci95"] == [0.0, 0.6576]
+    assert task["grasped"]["successes"] == 0
     import imageio.v2 as imageio
 
     reader = imageio.get_reader(episodes[0]["video"])

@@ -21,6 +21,14 @@ def test_aggregate_and_table():
     assert tasks["t"]["success_final"]["successes"] == 3 and tasks["t"]["success_any"]["successes"] == 5
     table = summary_table({"tasks": tasks})
     assert "27.3%" in table and "45.5%" in table and "official rule" in table
+    assert "grasped" not in tasks["t"] and table.splitlines()[1].split()[-2] == "-"  # no partial-success measure
+
+
+def test_grasp_rate_is_aggregated_when_the_task_measures_it():
+    records = [EpisodeRecord("t", i, i, success_final=i < 1, grasped=i < 4) for i in range(8)]
+    tasks = aggregate(records)
+    assert tasks["t"]["grasped"] == {"successes": 4, "rate": 0.5, "ci95": [0.2152, 0.7848]}
+    assert "50.0% [21.5,  78.5]" in summary_table({"tasks": tasks})
 
 
 def test_registry():
