@@ -714,6 +714,10 @@ def export_model(
     ``weights_dtype`` when given: fp16 halves a float32 checkpoint)."""
     from policies.factory import save_pretrained
 
+    if weights_dtype is not None and fmt != "safetensors":
+        raise ValueError("--weights-dtype: only the safetensors format stores a weights dtype")
+    if weights_dtype is not None and weights_dtype not in CONVERT_DTYPES:
+        raise ValueError(f"--weights-dtype {weights_dtype!r}: expected one of {', '.join(CONVERT_DTYPES)}")
     out = Path(out)
     if fmt == "cogact-manifest":
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -728,8 +732,6 @@ def export_model(
         return export_release(policy, out)
     if weights_dtype is None:
         return save_pretrained(policy, out)
-    if weights_dtype not in CONVERT_DTYPES:
-        raise ValueError(f"--weights-dtype {weights_dtype!r}: expected one of {', '.join(CONVERT_DTYPES)}")
     return save_pretrained(policy, out, weights_dtype=getattr(torch, CONVERT_DTYPES[weights_dtype]))
 
 

@@ -253,8 +253,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from policies.cogact_release import export_model
 
-    if args.weights_dtype is not None and args.format != "safetensors":
-        raise ValueError("--weights-dtype: only the safetensors format stores a weights dtype")
     written = export_model(args.model, args.format, args.out, unnorm_key=args.unnorm_key, overrides=args.set,
                            weights_dtype=args.weights_dtype)
     print(f"vlart export: wrote {written} ({args.format})")
