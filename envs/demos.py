@@ -6,6 +6,8 @@ positions drawn uniformly from the official positions' bounding box widened by `
 (either sign) on top of an official orientation, rejected if it lands within ``MIN_YAW_GAP`` of any official
 orientation. The placement replaces the environment's configuration table, so ManiSkill's own reset (settling,
 bounding boxes, success checks) runs unchanged. Only successful episodes are kept. The layout is in ``envs/DEMOS.md``.
+With ``action_noise`` the expert's actions are executed perturbed and recorded clean (DART; see
+``envs/scripted_expert.py``), so the demonstrations include corrections from off-course states.
 """
 
 from __future__ import annotations
@@ -113,14 +115,14 @@ def _worker_init(task_name: str, image_size: int) -> None:
         unwrapped.xyz_configs.cpu().numpy().astype(np.float64), unwrapped.quat_configs.cpu().numpy().astype(np.float64)))
 
 
-def run_attempt(args: tuple[int, int, str]) -> dict[str, Any]:
+def run_attempt(args: tuple[int, int, str, float]) -> dict[str, Any]:
     """One demonstration attempt in a worker: returns its record (and writes the file when it succeeds)."""
     import torch
 
     from envs.scripted_expert import run_expert_episode
     from policies.image_transforms import resize_naive
 
-    attempt, seed, out = args
+    attempt, seed, out, action_noise = args
     task, sampler = _WORKER["task"], _WORKER["sampler"]
     unwrapped = task.env.unwrapped
     placement = sampler.sample(np.random.default_rng(attempt_seed(seed, attempt)))
@@ -129,20 +131,20 @@ def run_attempt(args: tuple[int, int, str]) -> dict[str, Any]:
     unwrapped.quat_configs = torch.tensor(placement.quat[None], dtype=torch.float32)
     started = time.perf_counter()
     try:
-        episode = run_expert_episode(task, episode_id=0, seed=attempt_seed(seed, attempt))
+        episode = run_expert_episode(task, episode_id=0, seed=attempt_seed(seed, attempt), action_noise=action_noise)
     except Exception as exc:  # a simulator failure loses one attempt, not the run
         return {"attempt": attempt, "success": False, "error": f"{type(exc).__name__}: {exc}"}
     record = {"attempt": attempt, "success": episode["success"], "steps": episode["steps"],
-              "wall_time_s": round(time.perf_counter() - started, 3)}
+              "regrasps": episode["regrasps"], "wall_time_s": round(time.perf_counter() - started, 3)}
     if episode["success"]:
         frames = np.stack([resize_naive(f, _WORKER["image_size"]) for f in episode["frames"][:-1]])
         write_episode(episode_path(Path(out), task.spec.name, attempt), task.spec, attempt, seed, placement,
-                      episode["instruction"], frames, episode["actions"])
+                      episode["instruction"], frames, episode["actions"], action_noise)
     return record
 
 
 def write_episode(path: Path, spec: TaskSpec, attempt: int, seed: int, placement: Placement, instruction: str,
-                  frames: np.ndarray, actions: np.ndarray) -> None:
+                  frames: np.ndarray, actions: np.ndarray, action_noise: float = 0.0) -> None:
     import h5py
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,8 +152,8 @@ def write_episode(path: Path, spec: TaskSpec, attempt: int, seed: int, placement
     with h5py.File(partial, "w") as file:
         file.attrs.update(layout_version=LAYOUT_VERSION, task=spec.name, env_id=spec.env_id, instruction=instruction,
                           attempt=attempt, seed=seed, control_rate_hz=spec.control_rate_hz, success=True,
-                          steps=len(actions), action_convention="dx,dy,dz,droll,dpitch,dyaw (base frame, m/rad),"
-                                                                "gripper (1 open, 0 closed)")
+                          steps=len(actions), action_noise=action_noise,
+                          action_convention="dx,dy,dz,droll,dpitch,dyaw (base frame, m/rad),gripper (1 open, 0 closed)")
         file.create_dataset("observation/image", data=frames, compression="gzip", compression_opts=4)
         file.create_dataset("action", data=actions.astype(np.float32))
         file.create_dataset("placement/xyz", data=placement.xyz)
@@ -183,13 +185,23 @@ def _attempt_log(out: Path) -> Path:
 
 
 def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, seed: int = 0,
-                   image_size: int = 224, progress: bool = True, max_attempts: Optional[int] = None) -> dict[str, Any]:
+                   image_size: int = 224, progress: bool = True, max_attempts: Optional[int] = None,
+                   action_noise: float = 0.0) -> dict[str, Any]:
     """Run expert attempts until ``episodes`` successful ones of ``task_name`` are stored under ``out`` (resumable:
-    attempts already logged are skipped), then write ``dataset_statistics.json`` and ``meta.json``."""
+    attempts already logged are skipped), then write ``dataset_statistics.json`` and ``meta.json``.
+    ``action_noise``: standard deviation (metres) of the Gaussian noise added to each executed translation."""
     from tqdm import tqdm
 
     if task_name not in TASKS or not TASKS[task_name].simpler:
         raise ValueError(f"--task: expected a SIMPLER task ({', '.join(n for n in TASKS if TASKS[n].simpler)})")
+    if not action_noise >= 0:
+        raise ValueError(f"--action-noise: expected a standard deviation >= 0 in metres, got {action_noise}")
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"layout_version": LAYOUT_VERSION, "tasks": {}}
+    made_with = meta["tasks"].get(task_name, {}).get("action_noise", 0.0)
+    if task_name in meta["tasks"] and made_with != action_noise:
+        raise ValueError(f"--action-noise: {out} holds {task_name} demonstrations made with {made_with}; resume with "
+                         f"that value or use another --out")
     out.mkdir(parents=True, exist_ok=True)
     log_path = _attempt_log(out)
     done = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
@@ -204,7 +216,7 @@ def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, s
     context = mp.get_context("spawn")
     with context.Pool(workers, initializer=_worker_init, initargs=(task_name, image_size)) as pool, \
             log_path.open("a") as log:
-        for record in pool.imap(run_attempt, [(a, seed, str(out)) for a in pending]):
+        for record in pool.imap(run_attempt, [(a, seed, str(out), action_noise) for a in pending]):
             if successes >= episodes:
                 break
             record["task"] = task_name
@@ -224,14 +236,14 @@ def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, s
     statistics = compute_statistics(out)
     (out / "dataset_statistics.json").write_text(json.dumps(statistics, indent=2))
     task_records = [r for r in done if r.get("task") == task_name]
-    meta_path = out / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"layout_version": LAYOUT_VERSION, "tasks": {}}
     meta["tasks"][task_name] = {
         "episodes": sum(1 for p in episode_files(out) if p.parent.name == task_name.replace("/", "__")),
         "attempts": len(task_records),
         "expert_success_rate": round(sum(r["success"] for r in task_records) / max(len(task_records), 1), 4),
         "seed": seed,
         "image_size": image_size,
+        "action_noise": action_noise,
+        "regrasp_episodes": sum(1 for r in task_records if r["success"] and r.get("regrasps")),
     }
     meta["dataset_name"] = DATASET_NAME
     meta_path.write_text(json.dumps(meta, indent=2))

@@ -276,7 +276,7 @@ def cmd_demos(args: argparse.Namespace) -> int:
     from envs.demos import generate_demos
 
     summary = generate_demos(args.task, args.episodes, Path(args.out), workers=args.workers, seed=args.seed,
-                             image_size=args.image_size)
+                             image_size=args.image_size, action_noise=args.action_noise)
     print(f"{args.task}: {summary['episodes']} successful demonstrations in {args.out} "
           f"(expert success {100 * summary['expert_success_rate']:.1f}% over {summary['attempts']} attempts, "
           f"{summary['wall_time_s']:.1f} s this run with {args.workers} worker(s))")
@@ -446,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--workers", type=int, default=1)
     demos.add_argument("--seed", type=int, default=0, help="placement seed (attempt k uses seed * 1000003 + k)")
     demos.add_argument("--image-size", type=int, default=224, help="stored frame size (the policy's input)")
+    demos.add_argument("--action-noise", type=float, default=0.0,
+                       help="std (metres) of noise on each executed dx, dy, dz; the recorded actions stay clean (DART)")
     demos.add_argument("--out", required=True, help="dataset folder (resumable; several tasks may share it)")
     demos.set_defaults(func=cmd_demos)
 

@@ -97,12 +97,15 @@ def _dataset_key(data_dir: Path) -> str:
 
 
 def _build(model: str, data_dir: Path, overrides: Optional[list[str]], device: Optional[str]) -> Any:
-    """The policy to train, reading its action statistics from the demonstrations."""
+    """The policy to train, reading its action statistics from the demonstrations (also when fine-tuning a
+    checkpoint made on other data: its checkpoints must unnormalise with the statistics the training normalised by)."""
     key = _dataset_key(data_dir)
+    statistics = str((data_dir / "dataset_statistics.json").resolve())
     if Path(model).is_dir():
-        return load_policy(model, unnorm_key=key, device=device, overrides=overrides)
+        return load_policy(model, unnorm_key=key, device=device,
+                           overrides=[*(overrides or []), f"actions.statistics={statistics}"])
     config = load_config(model, overrides)
-    config.actions.statistics = str((data_dir / "dataset_statistics.json").resolve())
+    config.actions.statistics = statistics
     config.actions.unnorm_key = key
     return build_policy(config, device=device)
 

@@ -38,6 +38,51 @@ def test_expert_solves_a_fixed_episode(simpler_assets, name):
     assert set(np.unique(actions[:, 6])) == {0.0, 1.0}  # it closed and opened the gripper
 
 
+def test_expert_corrects_executed_noise_and_records_clean_actions(simpler_assets):
+    from envs.scripted_expert import ScriptedExpert, run_expert_episode
+    from envs.sim_env import SimTask
+
+    name = "simpler/widowx_carrot_on_plate"
+    task = SimTask(TASKS[name])
+    try:
+        clean = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name])
+        noisy = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name], action_noise=0.015)
+    finally:
+        task.close()
+    assert noisy["success"] and noisy["grasped"]
+    # the recorded actions are the expert's (steps of at most 3 cm), and they differ from the noise-free episode's
+    # because each one corrects the previous step's perturbation
+    assert np.abs(noisy["actions"][:, :3]).max() <= 0.03 + 1e-9
+    steps = min(len(clean["actions"]), len(noisy["actions"]))
+    assert np.abs(noisy["actions"][:steps, :3] - clean["actions"][:steps, :3]).max() > 0.005
+
+
+def test_expert_retries_a_missed_grasp(simpler_assets):
+    from envs.scripted_expert import ScriptedExpert, run_expert_episode
+    from envs.sim_env import SimTask
+
+    class ClosesAboveFirst(ScriptedExpert):
+        """Closes 5 cm above the object on its first try: the lift ends with empty fingers."""
+
+        def _plan(self) -> None:
+            super()._plan()
+            if self.regrasps == 0:
+                high = self.source_start + [0, 0, 0.05]
+                self.waypoints[1] = ("descend", high, 1.0)
+                self.waypoints[2] = ("close", high, 0.0)
+
+    name = "simpler/widowx_carrot_on_plate"
+    task = SimTask(TASKS[name])
+    try:
+        expert = ClosesAboveFirst()
+        episode = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name], expert=expert)
+    finally:
+        task.close()
+    assert episode["regrasps"] == 1 and episode["success"]
+    gripper = episode["actions"][:, 6]
+    assert np.count_nonzero(np.diff(gripper) < 0) == 2  # closed twice: the miss, then the grasp
+
+
 def test_placements_never_coincide_with_the_grid():
     rng = np.random.default_rng(0)
     official_xyz = np.array([[[x, y, 0.88], [-0.2, 0.1, 0.87]] for x in (-0.2, -0.1) for y in (0.0, 0.05)])
@@ -78,3 +123,12 @@ def test_demos_round_trip_and_statistics(simpler_assets, tmp_path):
     assert len(list((out / "episodes" / "simpler__widowx_stack_cube").glob("*.h5"))) == 3
     log = [json.loads(line) for line in (out / "attempts.jsonl").read_text().splitlines()]
     assert [r["attempt"] for r in log][:2] == [0, 1]
+
+
+def test_demos_refuse_a_noise_level_the_folder_was_not_made_with(tmp_path):
+    task = "simpler/widowx_carrot_on_plate"
+    (tmp_path / "meta.json").write_text(json.dumps({"layout_version": 1, "tasks": {task: {"action_noise": 0.0}}}))
+    with pytest.raises(ValueError, match="--action-noise: .* made with 0.0"):
+        generate_demos(task, episodes=1, out=tmp_path, action_noise=0.015, progress=False)
+    with pytest.raises(ValueError, match="--action-noise: expected a standard deviation >= 0"):
+        generate_demos(task, episodes=1, out=tmp_path / "new", action_noise=-0.01, progress=False)

@@ -101,6 +101,13 @@ def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_
     from policies.interface import Observation
 
     assert policy.predict_action(Observation(frame, "put carrot on plate"), seed=0).actions.shape == (16, 7)
+    # fine-tuning that checkpoint on data with other statistics: the new checkpoint carries the new data's
+    wider = {"vlart_simpler_bridge": {"action": {**STATS["toy"]["action"], "q99": [0.05] * 6 + [1.0]}}}
+    (demo_dir / "dataset_statistics.json").write_text(json_module.dumps(wider))
+    train(str(out / "latest"), demo_dir, tmp_path / "finetune", TrainConfig(steps=2, batch=4, repeats=2),
+          progress=False)
+    tuned = load_policy(tmp_path / "finetune" / "latest")
+    np.testing.assert_allclose(tuned.statistics.q99[:6], 0.05)
 
 
 def test_training_reduces_the_loss_on_a_fixed_batch(demo_dir):
