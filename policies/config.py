@@ -285,10 +285,13 @@ class VisionConfig:
     """The vision(-language) front end. ``type``: ``dinosiglip`` (CogACT's DINOv2 + SigLIP, the default), ``fiber``,
     ``bridgetower``, ``hicropl`` or ``frozenllm``, each configured by the section of that name (defaults when
     absent; ``dino`` / ``siglip`` serve ``dinosiglip`` and ``frozenllm``). Every front end sees the same square image
-    of ``image_size`` pixels, normalised its own way."""
+    of ``image_size`` pixels, normalised its own way. ``inference_crop_area`` < 1 shows the policy, when it acts, the
+    central fraction of each frame of that area: a model trained only on random crops of that area (CogACT's
+    augmentation, 0.9) then sees objects at the scale it learned (CogACT's deploy server does the same)."""
 
     type: str = "dinosiglip"
     image_size: int = 224
+    inference_crop_area: float = 1.0
     dino: DinoConfig = field(default_factory=DinoConfig)
     siglip: SiglipConfig = field(default_factory=SiglipConfig)
     fiber: Optional[FiberConfig] = None
@@ -299,6 +302,8 @@ class VisionConfig:
     def __post_init__(self) -> None:
         if self.type not in FRONT_END_TYPES:
             raise ConfigError(f"vision.type must be one of {', '.join(FRONT_END_TYPES)}; got {self.type!r}")
+        if not 0.0 < self.inference_crop_area <= 1.0:
+            raise ConfigError(f"vision.inference_crop_area must be in (0, 1]; got {self.inference_crop_area!r}")
         for name, factory in (("fiber", FiberConfig), ("bridgetower", BridgeTowerConfig), ("hicropl", HiCroPLConfig),
                               ("frozenllm", FrozenLLMConfig)):
             if name == self.type and getattr(self, name) is None:

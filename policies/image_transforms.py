@@ -36,6 +36,16 @@ def resize_naive(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 
+def center_crop(image: np.ndarray, area: float) -> np.ndarray:
+    """The central ``area`` fraction of an (H, W, 3) frame, each side scaled by sqrt(area); 1.0 returns the frame."""
+    if area >= 1.0:
+        return image
+    height, width = image.shape[:2]
+    crop_h, crop_w = max(1, round(height * area**0.5)), max(1, round(width * area**0.5))
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return image[top : top + crop_h, left : left + crop_w]
+
+
 def to_normalized_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, ``(x / 255 - mean) / std``."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -19,7 +19,7 @@ from policies.config import PolicyConfig
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
 from policies.front_ends import build_front_end
-from policies.image_transforms import validate_image
+from policies.image_transforms import center_crop, validate_image
 from policies.interface import ACTION_NAMES, Conventions, Observation, PolicyOutput
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
@@ -108,15 +108,17 @@ class CogACTPolicy(nn.Module):
         return torch.randn((batch, head.chunk_length, head.action_dim), generator=generator)
 
     def cognition_features(
-        self, images: list[np.ndarray], instructions: list[str], timer: Optional[StageTimer] = None
+        self, images: list[np.ndarray], instructions: list[str], timer: Optional[StageTimer] = None,
+        crop_area: float = 1.0,
     ) -> torch.Tensor:
-        """B frames (H, W, 3) uint8 + B instructions -> cognition features (B, C): preprocess, front end, projector,
-        LLM. Differentiable (training calls it); ``sample_normalized`` runs it under inference mode."""
+        """B frames (H, W, 3) uint8 + B instructions -> cognition features (B, C): preprocess (the central
+        ``crop_area`` of each frame), front end, projector, LLM. Differentiable (training calls it on frames it has
+        cropped itself); ``sample_normalized`` runs it under inference mode with ``vision.inference_crop_area``."""
         timer = timer or StageTimer(enabled=False)
         if len(images) != len(instructions):
             raise ValueError(f"instructions: expected {len(images)} (one per image), got {len(instructions)}")
         with timer.stage("preprocess"):
-            frames = [validate_image(image, f"images[{i}]") for i, image in enumerate(images)]
+            frames = [center_crop(validate_image(image, f"images[{i}]"), crop_area) for i, image in enumerate(images)]
             texts = [validate_instruction(text, f"instructions[{i}]") for i, text in enumerate(instructions)]
             pixels = self.vision.preprocess(frames)
             vision_text = self.vision.tokenize(texts) if self.vision.uses_instruction else None
@@ -139,7 +141,7 @@ class CogACTPolicy(nn.Module):
     ) -> torch.Tensor:
         """B frames (H, W, 3) uint8 + B instructions -> sampled normalised chunks (B, T, A) float32, not clipped."""
         timer = timer or StageTimer(enabled=False)
-        cognition = self.cognition_features(images, instructions, timer)
+        cognition = self.cognition_features(images, instructions, timer, self.config.vision.inference_crop_area)
         with timer.stage("action_head"):
             head_dtype = self.action_head.positional_embedding.dtype
             noise = self.initial_noise(len(images), seed).to(self.device, head_dtype)

@@ -25,7 +25,7 @@ import torch
 from policies.config import load_config
 from policies.factory import build_policy, load_policy, save_pretrained
 from policies.normalization import read_statistics_file, select_statistics
-from policies.training.augment import augment_frames
+from policies.training.augment import CROP_AREA, augment_frames
 from policies.training.demo_dataset import DemoDataset
 from policies.training.objective import CognitionRegressor, diffusion_loss
 
@@ -148,6 +148,8 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
     statistics = select_statistics(read_statistics_file(data_dir / "dataset_statistics.json"), _dataset_key(data_dir),
                                    policy.config.action_head.action_dim)
     dataset = DemoDataset(data_dir, statistics, policy.config.action_head.chunk_length)
+    # the policy learns only from crops of CROP_AREA of each frame, so when it acts it is shown the central crop
+    policy.config.vision.inference_crop_area = CROP_AREA if config.augment else 1.0
     trainable = [p for p in policy.parameters() if p.requires_grad]  # front ends freeze what their method freezes
     head = policy.config.action_head
     regressor = None

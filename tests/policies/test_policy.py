@@ -53,6 +53,21 @@ def test_cfg_scale_changes_the_sample(tiny_policy, frame):
     assert not torch.allclose(guided, unguided)
 
 
+def test_inference_crop_shows_the_policy_the_central_area(frame):
+    from policies.image_transforms import center_crop
+
+    crop = center_crop(frame, 0.9)
+    assert crop.shape == (455, 607, 3)  # each side scaled by sqrt(0.9), centred
+    assert np.array_equal(crop, frame[12:467, 16:623]) and center_crop(frame, 1.0) is frame
+    cropping = load_policy(TINY, overrides=["vision.inference_crop_area=0.9"])
+    whole = load_policy(TINY)
+    acted = cropping.sample_normalized([frame], ["open the drawer"], seed=3)
+    assert torch.equal(acted, whole.sample_normalized([crop], ["open the drawer"], seed=3))
+    assert not torch.equal(acted, whole.sample_normalized([frame], ["open the drawer"], seed=3))
+    with pytest.raises(ValueError, match="vision.inference_crop_area must be in"):
+        load_policy(TINY, overrides=["vision.inference_crop_area=0"])
+
+
 def test_ensemble_accumulates_and_reset_clears(tiny_policy, frame):
     tiny_policy.reset()
     outs = [tiny_policy.predict_action(Observation(frame, "pick coke can"), seed=s) for s in range(3)]

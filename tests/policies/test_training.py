@@ -97,6 +97,7 @@ def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_
     assert "steps 6 -> 8" in caplog.text and resumed["config"]["steps"] == 8
     policy = load_policy(out / "latest")
     assert policy.conventions.unnorm_key == "vlart_simpler_bridge"
+    assert policy.config.vision.inference_crop_area == 0.9  # trained on 90 % crops only: acts on the central one
     frame = np.zeros((32, 32, 3), np.uint8)
     from policies.interface import Observation
 
