@@ -11,7 +11,7 @@ from envs.registry import TASKS
 
 pytestmark = pytest.mark.sim
 
-# Official-grid episodes the expert solves (checked: carrot 23/24, spoon 23/24, stack 24/24, eggplant 13/16).
+# Official-grid episodes the expert solves (checked: carrot 23/24, spoon 24/24, stack 24/24, eggplant 11/16).
 FIXED_EPISODES = {
     "simpler/widowx_carrot_on_plate": 1,
     "simpler/widowx_spoon_on_towel": 0,
