@@ -20,17 +20,24 @@ FIXED_EPISODES = {
 }
 
 
-@pytest.mark.parametrize("name", list(FIXED_EPISODES))
-def test_expert_solves_a_fixed_episode(simpler_assets, name):
-    from envs.scripted_expert import ScriptedExpert, run_expert_episode
+def run_fixed_episode(name: str, *runs: dict) -> list[dict]:
+    """The expert on the task's fixed episode, once per keyword set of ``run_expert_episode``, in one simulator."""
+    from envs.scripted_expert import run_expert_episode
     from envs.sim_env import SimTask
 
     task = SimTask(TASKS[name])
     try:
-        expert = ScriptedExpert()
-        episode = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name], expert=expert)
+        return [run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name], **run) for run in runs]
     finally:
         task.close()
+
+
+@pytest.mark.parametrize("name", list(FIXED_EPISODES))
+def test_expert_solves_a_fixed_episode(simpler_assets, name):
+    from envs.scripted_expert import ScriptedExpert
+
+    expert = ScriptedExpert()
+    (episode,) = run_fixed_episode(name, {"expert": expert})
     assert episode["success"] and expert.phase_name == "done"
     assert episode["grasped"] is True  # SIMPLER's partial success, read from the simulator
     actions = episode["actions"]
@@ -39,16 +46,7 @@ def test_expert_solves_a_fixed_episode(simpler_assets, name):
 
 
 def test_expert_corrects_executed_noise_and_records_clean_actions(simpler_assets):
-    from envs.scripted_expert import ScriptedExpert, run_expert_episode
-    from envs.sim_env import SimTask
-
-    name = "simpler/widowx_carrot_on_plate"
-    task = SimTask(TASKS[name])
-    try:
-        clean = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name])
-        noisy = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name], action_noise=0.015)
-    finally:
-        task.close()
+    clean, noisy = run_fixed_episode("simpler/widowx_carrot_on_plate", {}, {"action_noise": 0.015})
     assert noisy["success"] and noisy["grasped"]
     # the recorded actions are the expert's (steps of at most 3 cm), and they differ from the noise-free episode's
     # because each one corrects the previous step's perturbation
@@ -58,8 +56,7 @@ def test_expert_corrects_executed_noise_and_records_clean_actions(simpler_assets
 
 
 def test_expert_retries_a_missed_grasp(simpler_assets):
-    from envs.scripted_expert import ScriptedExpert, run_expert_episode
-    from envs.sim_env import SimTask
+    from envs.scripted_expert import ScriptedExpert
 
     class ClosesAboveFirst(ScriptedExpert):
         """Closes 5 cm above the object on its first try: the lift ends with empty fingers."""
@@ -71,13 +68,7 @@ def test_expert_retries_a_missed_grasp(simpler_assets):
                 self.waypoints[1] = ("descend", high, 1.0)
                 self.waypoints[2] = ("close", high, 0.0)
 
-    name = "simpler/widowx_carrot_on_plate"
-    task = SimTask(TASKS[name])
-    try:
-        expert = ClosesAboveFirst()
-        episode = run_expert_episode(task, FIXED_EPISODES[name], FIXED_EPISODES[name], expert=expert)
-    finally:
-        task.close()
+    (episode,) = run_fixed_episode("simpler/widowx_carrot_on_plate", {"expert": ClosesAboveFirst()})
     assert episode["regrasps"] == 1 and episode["success"]
     gripper = episode["actions"][:, 6]
     assert np.count_nonzero(np.diff(gripper) < 0) == 2  # closed twice: the miss, then the grasp
