@@ -77,7 +77,7 @@ def serve(kind: str, port_queue: "mp.Queue", stop: "mp.Event") -> None:
     if kind == "noop":
         policy = NoOpPolicy()
     else:
-        from policies.factory import load_policy
+        from policies.loading import load_policy
 
         policy = load_policy(REPO / "configs" / "models" / "cogact-tiny.yaml")
     server = PolicyServer(policy, bind="tcp://127.0.0.1:*").start()

@@ -34,13 +34,13 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "control_loop.json"))
     args = parser.parse_args()
 
-    from policies.factory import load_policy
+    from envs.sample_frames import real_frame
+    from policies.loading import load_policy
     from policies.interface import Observation
     from runtime.control_loop import ControlLoop, ControlLoopConfig, policy_predictor, ticks_of_delay
-    from runtime.profile import profile_frame
 
     policy = load_policy(args.model)
-    frame, _ = profile_frame()
+    frame, _ = real_frame()
     obs = Observation(frame, "put the carrot on the plate")
     for _ in range(2):
         policy.predict_action(obs, seed=0)

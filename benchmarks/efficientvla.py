@@ -30,7 +30,8 @@ PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "fastv", "effi
 
 
 def evaluation_observations(count: int) -> tuple[list, str]:
-    from runtime.calibration_data import sample_observations, simpler_available
+    from envs.sample_frames import simpler_available
+    from runtime.calibration_data import sample_observations
 
     if not simpler_available():
         return sample_observations(count), "sample Bridge frame"
@@ -61,10 +62,11 @@ def main() -> int:
     args = parser.parse_args()
 
     from policies.acceleration.calibration import calibrate
-    from policies.factory import load_policy
+    from policies.loading import load_policy
     from policies.flops import StepShape, count_flops
     from runtime.calibration_data import calibration_observations
     from runtime.policy_loader import load_policy_with_preset
+    from runtime.profile import round_robin
 
     observations, source = evaluation_observations(args.frames)
     baseline_model = load_policy(args.model)
@@ -79,22 +81,18 @@ def main() -> int:
     # Every preset's model is held at once and the presets take turns on each frame, so the machine's drift (these
     # machines are shared) hits all of them alike.
     policies = {name: load_policy_with_preset(args.model, name, str(plan_path)) for name in args.presets}
-    for policy in policies.values():
-        for step in range(args.warmup):
-            policy.predict_action(observations[0], seed=step)
+    for _ in round_robin(policies, ((observations[0], step) for step in range(args.warmup))):
+        pass  # warm-up rounds: not counted
     totals = {name: [] for name in policies}
     stages: dict[str, dict[str, list[float]]] = {name: {} for name in policies}
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in policies}
-    for repeat in range(args.repeats):
-        for index, obs in enumerate(observations):
-            for name, policy in policies.items():
-                policy.reset()
-                out = policy.predict_action(obs, seed=1000 * repeat + index)
-                totals[name].append(out.timings_ms["total"])
-                for stage, ms in out.timings_ms.items():
-                    stages[name].setdefault(stage, []).append(ms)
-                if repeat == 0:
-                    chunks[name].append(out.actions.astype(np.float64))
+    rounds = ((obs, 1000 * repeat + index) for repeat in range(args.repeats) for index, obs in enumerate(observations))
+    for round_index, name, out in round_robin(policies, rounds):
+        totals[name].append(out.timings_ms["total"])
+        for stage, ms in out.timings_ms.items():
+            stages[name].setdefault(stage, []).append(ms)
+        if round_index < len(observations):  # the first repeat: one chunk per frame for fidelity
+            chunks[name].append(out.actions.astype(np.float64))
     rows = []
     reference = chunks["baseline"]
     for name, policy in policies.items():

@@ -32,17 +32,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
-    import numpy as np
-    from PIL import Image
-
-    from policies.factory import load_policy
+    from envs.sample_frames import sample_frame
+    from policies.loading import load_policy
     from policies.interface import Observation
 
     t0 = time.perf_counter()
     policy = load_policy(REPO / "configs" / "models" / f"cogact-{name}.yaml", device=device)
     build_s = time.perf_counter() - t0
-    frame = np.asarray(Image.open(REPO / "configs" / "samples" / "bridge_table.png").convert("RGB"))
-    obs = Observation(frame, "put the carrot on the plate")
+    obs = Observation(sample_frame(), "put the carrot on the plate")
     per_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for step in range(warmup + steps):
         policy.reset()

@@ -28,12 +28,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "timing_overhead.json"))
     args = parser.parse_args()
 
-    from policies.factory import load_policy
+    from envs.sample_frames import real_frame
+    from policies.loading import load_policy
     from policies.interface import Observation
-    from runtime.profile import profile_frame
 
     policy = load_policy(REPO / "configs" / "models" / "cogact-tiny.yaml")
-    obs = Observation(profile_frame()[0], "put the carrot on the plate")
+    obs = Observation(real_frame()[0], "put the carrot on the plate")
     wall: dict[str, list[float]] = {m: [] for m in MODES}
     for round_ in range(args.rounds + 10):
         for mode in MODES:

@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> int:
     import torch
 
-    from policies.factory import load_policy
+    from policies.loading import load_policy
     from policies.training.objective import diffusion_loss
     from policies.training.trainer import _autocast
 

@@ -3,8 +3,10 @@
 Every call has a timeout. The socket is a DEALER (no REQ lockstep to wedge); on a timeout it is closed and
 recreated, and the call is retried up to ``retries`` times before ``PolicyTimeout``. Each attempt carries a new
 ``seq`` and replies whose ``seq`` is not the awaited one are dropped, so a late reply can never be returned for
-another request. The client keeps one ZeroMQ routing id across reconnects, so the server keeps its session
-(ensemble history) when the connection is re-established.
+another request. ``infer`` and ``reset`` attempts also carry the first attempt's seq as ``request_id``: the server
+runs the request once and answers every attempt with that result, so a retry never feeds the session's ensemble a
+second chunk. The client keeps one ZeroMQ routing id across reconnects, so the server keeps its session (ensemble
+history) when the connection is re-established.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import zmq
 
 from bridge import protocol
 from bridge.keys import ClientKeys
+
+QUEUED_TYPES = (protocol.INFER, protocol.RESET)  # requests with state on the server: each must run at most once
 
 
 class PolicyClientError(RuntimeError):
@@ -119,11 +123,14 @@ class PolicyClient:
         """Send one request and wait for its reply: (payload, seq, {"serialize_ms", "total_ms"}). Raises
         ``ServerError`` on an ``error`` reply and ``PolicyTimeout`` when every attempt times out."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        request_id: Optional[int] = None
         for _ in range(self.retries + 1):
             seq = next(self._seq)
+            if type_ in QUEUED_TYPES and request_id is None:
+                request_id = seq
             sock = self._connect()
             started = time.perf_counter()
-            body = protocol.pack(type_, seq, payload)
+            body = protocol.pack(type_, seq, payload, request_id=request_id)
             serialize_ms = (time.perf_counter() - started) * 1e3
             sock.send(body)
             reply = self._await(sock, seq, started + timeout)

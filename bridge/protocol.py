@@ -1,14 +1,18 @@
 """The vlart wire protocol, version 1 (specified in ``bridge/PROTOCOL.md``): message envelope, types, error codes and
-the validation of each payload. Shared by the server and the thin client; imports only numpy and msgpack."""
+the validation of each payload. Shared by the server and the thin client; imports only numpy, msgpack and the
+numpy-only ``policies.interface``."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import msgpack
 import numpy as np
 
 from bridge.codec import CodecError, decode, encode
+from policies.interface import image_problem, instruction_problem
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -27,8 +31,11 @@ TOO_LARGE = "too_large"
 UNKNOWN_TYPE = "unknown_type"
 BAD_REQUEST = "bad_request"  # a payload field is missing or invalid; payload.field names it
 BUSY = "busy"  # the inference queue is full; retry later
-INFERENCE_FAILED = "inference_failed"  # the policy raised on a valid request
-ERROR_CODES = (BAD_MESSAGE, UNSUPPORTED_VERSION, TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST, BUSY, INFERENCE_FAILED)
+INFERENCE_FAILED = "inference_failed"  # the policy (or the server around it) failed on a valid request
+UNAVAILABLE = "unavailable"  # the inference worker has stopped; the server must be restarted
+INTERNAL_ERROR = "internal_error"  # the server failed on a valid hello or ping
+ERROR_CODES = (BAD_MESSAGE, UNSUPPORTED_VERSION, TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST, BUSY, INFERENCE_FAILED,
+               UNAVAILABLE, INTERNAL_ERROR)
 
 MAX_IMAGE_SIDE = 4096
 MAX_INSTRUCTION_CHARS = 2048
@@ -37,10 +44,14 @@ UNKNOWN_SEQ = -1
 
 @dataclass
 class Message:
+    """``request_id`` (optional) names the logical request: every retry of it carries the same id and a new ``seq``,
+    so the server runs it once and answers each attempt with the one result."""
+
     v: int
     type: str
     seq: int
     payload: dict[str, Any]
+    request_id: Optional[int] = None
 
 
 class ProtocolError(Exception):
@@ -60,8 +71,11 @@ class ProtocolError(Exception):
         return payload
 
 
-def pack(type_: str, seq: int, payload: dict[str, Any]) -> bytes:
-    return encode({"v": PROTOCOL_VERSION, "type": type_, "seq": seq, "payload": payload})
+def pack(type_: str, seq: int, payload: dict[str, Any], request_id: Optional[int] = None) -> bytes:
+    message = {"v": PROTOCOL_VERSION, "type": type_, "seq": seq, "payload": payload}
+    if request_id is not None:
+        message["request_id"] = request_id
+    return encode(message)
 
 
 def error_reply(error: ProtocolError) -> bytes:
@@ -70,6 +84,21 @@ def error_reply(error: ProtocolError) -> bytes:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def peek_seq(raw: bytes, max_keys: int = 16) -> int:
+    """The envelope's ``seq`` read without decoding the rest (other values are skipped, not built), so that a message
+    refused for its size can still be answered under its ``seq``; ``UNKNOWN_SEQ`` when it cannot be read."""
+    unpacker = msgpack.Unpacker(io.BytesIO(raw), raw=False, strict_map_key=True, read_size=4096)
+    try:
+        for _ in range(min(unpacker.read_map_header(), max_keys)):
+            if unpacker.unpack() == "seq":
+                seq = unpacker.unpack()
+                return seq if _is_int(seq) and 0 <= seq < 2**63 else UNKNOWN_SEQ
+            unpacker.skip()
+    except Exception:  # anything malformed: the seq is simply unknown
+        return UNKNOWN_SEQ
+    return UNKNOWN_SEQ
 
 
 def unpack(raw: bytes) -> Message:
@@ -100,7 +129,10 @@ def unpack(raw: bytes) -> Message:
     payload = data.get("payload", {})
     if not isinstance(payload, dict):
         raise ProtocolError(BAD_MESSAGE, "payload: expected a map", field="payload", seq=seq)
-    return Message(version, type_, seq, payload)
+    request_id = data.get("request_id")
+    if request_id is not None and (not _is_int(request_id) or not 0 <= request_id < 2**63):
+        raise ProtocolError(BAD_MESSAGE, "request_id: expected an integer in [0, 2^63)", field="request_id", seq=seq)
+    return Message(version, type_, seq, payload, request_id)
 
 
 @dataclass
@@ -118,14 +150,9 @@ def _bad(field: str, message: str, seq: int) -> ProtocolError:
 
 
 def validate_image(value: Any, field: str, seq: int) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise _bad(field, f"expected a uint8 array (H, W, 3), got {type(value).__name__}", seq)
-    if value.dtype != np.uint8:
-        raise _bad(field, f"expected dtype uint8, got {value.dtype}", seq)
-    if value.ndim != 3 or value.shape[2] != 3:
-        raise _bad(field, f"expected shape (H, W, 3), got {tuple(value.shape)}", seq)
-    if not (1 <= value.shape[0] <= MAX_IMAGE_SIDE and 1 <= value.shape[1] <= MAX_IMAGE_SIDE):
-        raise _bad(field, f"height and width must be between 1 and {MAX_IMAGE_SIDE}, got {tuple(value.shape)}", seq)
+    problem = image_problem(value, max_side=MAX_IMAGE_SIDE)
+    if problem is not None:
+        raise _bad(field, problem, seq)
     return value
 
 
@@ -138,10 +165,9 @@ def validate_infer(payload: dict[str, Any], image_keys: tuple[str, ...], seq: in
         raise _bad(f"payload.images.{missing[0]}", f"missing; required keys: {list(image_keys)}", seq)
     checked = {key: validate_image(images[key], f"payload.images.{key}", seq) for key in image_keys}
     instruction = payload.get("instruction")
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise _bad("payload.instruction", "expected a non-empty string", seq)
-    if len(instruction) > MAX_INSTRUCTION_CHARS:
-        raise _bad("payload.instruction", f"longer than {MAX_INSTRUCTION_CHARS} characters", seq)
+    problem = instruction_problem(instruction, max_chars=MAX_INSTRUCTION_CHARS)
+    if problem is not None:
+        raise _bad("payload.instruction", problem, seq)
     proprio = payload.get("proprio")
     if proprio is not None:
         if not isinstance(proprio, np.ndarray) or proprio.ndim != 1 or proprio.dtype.kind not in "fiu":

@@ -1,10 +1,16 @@
 """The vlart action server: a ZeroMQ ROUTER socket in front of a shared policy.
 
-One socket thread owns the ROUTER: it decodes and validates every message, answers ``hello`` and ``ping`` at once,
-and queues ``infer`` and ``reset`` for the inference worker, so a long forward pass never delays a ping. The worker
-runs requests in arrival order (resets stay ordered with the infers of their client) and hands replies back over an
-inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity) has its own session: its own
-ensemble history on the shared model. Every refused message gets an ``error`` reply and the server keeps serving.
+One socket thread owns the ROUTER: it checks every message's size, decodes and validates it, answers ``hello`` and
+``ping`` at once, and queues ``infer`` and ``reset`` for the inference worker, so a long forward pass never delays a
+ping. The worker runs requests in arrival order (resets stay ordered with the infers of their client) and hands
+replies back over an inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity) has its
+own session: its own ensemble history on the shared model.
+
+A request runs at most once: a client's retries carry the first attempt's ``request_id``, and a retry of a request
+that is queued, running or done joins it and gets its reply, never a second inference (a second chunk would shift the
+session ensemble's "k steps ago" rows). Every refused message gets an ``error`` reply; whatever goes wrong in one
+job, the worker answers that request with an error and goes on. With CURVE, the allowlist directory is re-read when
+it changes, and a revoked key's messages are dropped even on a connection made before the revocation.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import queue
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import zmq
@@ -30,6 +38,16 @@ log = logging.getLogger("vlart.bridge.server")
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 SERVER_NAME = "vlart"
+REMEMBERED_REQUESTS = 32  # finished requests per session whose replies a late retry can still get
+ALLOWLIST_CHECK_S = 1.0
+
+
+@dataclass
+class RequestRecord:
+    """One logical request of a session: the attempts (envelope, seq) waiting for it, and its reply once done."""
+
+    waiting: list[tuple[list[bytes], int]]
+    reply: Optional[tuple[str, dict[str, Any]]] = None
 
 
 @dataclass
@@ -37,6 +55,7 @@ class ClientSession:
     policy: Policy
     name: str = "?"
     last_seen: float = field(default_factory=time.monotonic)
+    requests: "OrderedDict[int, RequestRecord]" = field(default_factory=OrderedDict)
 
 
 @dataclass
@@ -48,6 +67,43 @@ class Job:
     received: float
     decode_ms: float
     request: Optional[protocol.InferRequest] = None
+    request_id: Optional[int] = None
+
+
+class CurveAllowlist:
+    """The client public keys a CURVE server accepts, re-read from its directory whenever the directory changes."""
+
+    def __init__(self, directory: Path, authenticator: Any) -> None:
+        self.directory = directory
+        self.authenticator = authenticator
+        self.keys: frozenset[str] = frozenset()
+        self._signature: Optional[tuple] = None
+        self._checked = 0.0
+        self.refresh(force=True)
+
+    def _current_signature(self) -> tuple:
+        try:
+            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in self.directory.iterdir()))
+        except OSError:
+            return ()
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < ALLOWLIST_CHECK_S:
+            return
+        self._checked = now
+        signature = self._current_signature()
+        if signature == self._signature and not force:
+            return
+        self.authenticator.configure_curve(domain="*", location=str(self.directory))
+        # Keys are Z85 text, as ZeroMQ reports a CURVE client's "User-Id" on each of its messages.
+        self.keys = frozenset(key.decode() for key in self.authenticator.certs.get("*", {}))
+        if self._signature is not None:
+            log.info("CURVE allowlist %s re-read: %d client key(s)", self.directory, len(self.keys))
+        self._signature = signature
+
+    def allows(self, user_id: Optional[str]) -> bool:
+        return user_id in self.keys
 
 
 class PolicyServer:
@@ -87,6 +143,11 @@ class PolicyServer:
         self._results_address = f"inproc://vlart-results-{id(self)}"
         self._started = time.monotonic()
         self._authenticator: Any = None
+        self._allowlist: Optional[CurveAllowlist] = None
+        self._worker: Optional[threading.Thread] = None
+        self._requests_lock = threading.Lock()  # session.requests: socket thread and worker
+        self.inferences = 0  # forward passes run (a retried request counts once)
+        self.joined_retries = 0  # attempts answered with another attempt's result
         self._hello_payload = {
             "server": SERVER_NAME,
             "protocol": protocol.PROTOCOL_VERSION,
@@ -109,7 +170,7 @@ class PolicyServer:
 
             self._authenticator = ThreadAuthenticator(self.context)
             self._authenticator.start()
-            self._authenticator.configure_curve(domain="*", location=str(self.curve.authorized_dir))
+            self._allowlist = CurveAllowlist(self.curve.authorized_dir, self._authenticator)
             router.curve_secretkey = self.curve.secret
             router.curve_publickey = self.curve.public
             router.curve_server = True
@@ -151,7 +212,7 @@ class PolicyServer:
             results.close()
             self._ready.set()
             raise
-        worker = threading.Thread(target=self._work, name="vlart-inference", daemon=True)
+        worker = self._worker = threading.Thread(target=self._work, name="vlart-inference", daemon=True)
         worker.start()
         log.info("serving %s on %s", self.policy.metadata.get("name"), self.endpoint)
         self._ready.set()
@@ -171,6 +232,10 @@ class PolicyServer:
                         except zmq.Again:
                             break
                         router.send_multipart(frames)
+                if not worker.is_alive():
+                    self._refuse_queued(router)
+                if self._allowlist is not None:
+                    self._allowlist.refresh()
                 if time.monotonic() - last_sweep > 5.0:
                     self._forget_idle_sessions()
                     last_sweep = time.monotonic()
@@ -185,15 +250,21 @@ class PolicyServer:
 
     # -- socket thread ---------------------------------------------------------------------------------------------
 
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
     def _drain_requests(self, router: zmq.Socket) -> None:
         for _ in range(1000):  # bounded, so results are forwarded even under a flood of requests
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             if len(frames) < 2:
                 continue
-            envelope, body = frames[:-1], frames[-1]
+            if self._allowlist is not None and not self._allowlist.allows(frames[-1].get("User-Id")):
+                log.warning("dropped a message from a client key that is no longer authorised")
+                continue
+            envelope, body = [frame.bytes for frame in frames[:-1]], frames[-1].bytes
             reply = self._handle(envelope, body)
             if reply is not None:
                 router.send_multipart([*envelope, reply])
@@ -201,16 +272,24 @@ class PolicyServer:
     def _handle(self, envelope: list[bytes], body: bytes) -> Optional[bytes]:
         received = time.perf_counter()
         try:
-            message = protocol.unpack(body)
-            if len(body) > self.max_message_bytes:
+            if len(body) > self.max_message_bytes:  # before decoding: an oversized body is never parsed
                 raise ProtocolError(
                     protocol.TOO_LARGE,
                     f"message of {len(body)} bytes exceeds the limit of {self.max_message_bytes}",
-                    seq=message.seq,
+                    seq=protocol.peek_seq(body),
                 )
+            message = protocol.unpack(body)
+        except ProtocolError as error:
+            return protocol.error_reply(error)
+        try:
             return self._dispatch(envelope, message, received)
         except ProtocolError as error:
             return protocol.error_reply(error)
+        except Exception as exc:  # the socket thread must outlive any one message
+            log.error("%s seq %d failed: %s", message.type, message.seq, traceback.format_exc())
+            return protocol.error_reply(
+                ProtocolError(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", seq=message.seq)
+            )
 
     def _session(self, identity: bytes) -> ClientSession:
         session = self.sessions.get(identity)
@@ -222,8 +301,10 @@ class PolicyServer:
     def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float) -> Optional[bytes]:
         kind, seq, payload = message.type, message.seq, message.payload
         if kind == protocol.PING:
+            alive = self.worker_alive()
             reply = {
-                "status": "ok",
+                "status": "ok" if alive else protocol.UNAVAILABLE,
+                "worker_alive": alive,
                 "busy": self._busy.is_set(),
                 "queued": self._jobs.qsize(),
                 "sessions": len(self.sessions),
@@ -244,18 +325,46 @@ class PolicyServer:
                 field="type",
                 seq=seq,
             )
+        if not self.worker_alive():
+            raise ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server", seq=seq)
+        session = self._session(envelope[0])
+        request_id = message.request_id
+        if request_id is not None:
+            with self._requests_lock:
+                record = session.requests.get(request_id)
+                if record is not None:  # a retry: never a second inference
+                    self.joined_retries += 1
+                    if record.reply is None:
+                        record.waiting.append((envelope, seq))
+                        return None
+                    return protocol.pack(record.reply[0], seq, record.reply[1])
         request = None
         if kind == protocol.INFER:
             request = protocol.validate_infer(payload, self.policy.conventions.image_keys, seq)
-        job = Job(kind, envelope, seq, self._session(envelope[0]), received,
-                  decode_ms=(time.perf_counter() - received) * 1e3, request=request)
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            raise ProtocolError(
-                protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=seq
-            ) from None
+        job = Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
+                  request=request, request_id=request_id)
+        with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
+            if request_id is not None:
+                session.requests[request_id] = RequestRecord([(envelope, seq)])
+            try:
+                self._jobs.put_nowait(job)
+            except queue.Full:
+                session.requests.pop(request_id, None)
+                raise ProtocolError(
+                    protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=seq
+                ) from None
         return None
+
+    def _refuse_queued(self, router: zmq.Socket) -> None:
+        """The worker has stopped: answer what is still queued instead of leaving the clients to time out."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            error = ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server")
+            for envelope, body in self._replies(job, protocol.ERROR, error.payload()):
+                router.send_multipart([*envelope, body])
 
     def _forget_idle_sessions(self) -> None:
         cutoff = time.monotonic() - self.session_idle_s
@@ -267,41 +376,65 @@ class PolicyServer:
     def _work(self) -> None:
         out = self.context.socket(zmq.PUSH)
         out.connect(self._results_address)
+        job: Optional[Job] = None
         try:
             while not self._stop.is_set():
                 try:
                     job = self._jobs.get(timeout=0.1)
                 except queue.Empty:
                     continue
-                self._busy.set()
-                try:
-                    reply = self._run(job)
-                finally:
-                    self._busy.clear()
-                out.send_multipart([*job.envelope, reply])
+                for envelope, body in self._replies(job, *self._run_guarded(job)):
+                    out.send_multipart([*envelope, body])
+                job = None
+        except BaseException:
+            log.critical("the inference worker stopped: %s", traceback.format_exc())
+            if job is not None:
+                error = ProtocolError(protocol.UNAVAILABLE, "the inference worker stopped during this request")
+                for envelope, body in self._replies(job, protocol.ERROR, error.payload()):
+                    out.send_multipart([*envelope, body])
+            raise
         finally:
             out.close(linger=1000)
 
-    def _run(self, job: Job) -> bytes:
-        started = time.perf_counter()
+    def _run_guarded(self, job: Job) -> tuple[str, dict[str, Any]]:
+        """The job's reply (type, payload), encodable by construction: any failure becomes an error reply."""
+        self._busy.set()
         try:
-            if job.kind == protocol.RESET:
-                job.session.policy.reset()
-                return protocol.pack(protocol.RESET, job.seq, {"ok": True})
-            request = job.request
-            assert request is not None
-            key = self.policy.conventions.image_keys[0]
-            output = job.session.policy.predict_action(
-                Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio),
-                seed=request.seed,
-            )
-        except ValueError as exc:
-            return protocol.error_reply(ProtocolError(protocol.BAD_REQUEST, str(exc), seq=job.seq))
-        except Exception as exc:  # the server must survive any policy failure
-            log.error("inference failed for seq %d: %s", job.seq, traceback.format_exc())
-            return protocol.error_reply(
-                ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}", seq=job.seq)
-            )
+            kind, payload = self._run(job)
+            protocol.pack(kind, job.seq, payload)  # a reply that cannot be encoded must not reach the send
+            return kind, payload
+        except Exception as exc:  # the server must survive any failure in one job
+            log.error("%s failed for seq %d: %s", job.kind, job.seq, traceback.format_exc())
+            return protocol.ERROR, ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}").payload()
+        finally:
+            self._busy.clear()
+
+    def _replies(self, job: Job, kind: str, payload: dict[str, Any]) -> list[tuple[list[bytes], bytes]]:
+        """(envelope, body) for every attempt waiting for ``job``; remembers the reply for later retries."""
+        with self._requests_lock:
+            record = job.session.requests.get(job.request_id) if job.request_id is not None else None
+            if record is None:
+                targets = [(job.envelope, job.seq)]
+            else:
+                record.reply, targets, record.waiting = (kind, payload), record.waiting, []
+                finished = [rid for rid, r in job.session.requests.items() if r.reply is not None]
+                for rid in finished[:-REMEMBERED_REQUESTS]:
+                    del job.session.requests[rid]
+        return [(envelope, protocol.pack(kind, seq, payload)) for envelope, seq in targets]
+
+    def _run(self, job: Job) -> tuple[str, dict[str, Any]]:
+        started = time.perf_counter()
+        if job.kind == protocol.RESET:
+            job.session.policy.reset()
+            return protocol.RESET, {"ok": True}
+        request = job.request
+        assert request is not None
+        key = self.policy.conventions.image_keys[0]
+        self.inferences += 1
+        output = job.session.policy.predict_action(
+            Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio),
+            seed=request.seed,
+        )
         timing = {f"{name}_ms": round(ms, 4) for name, ms in output.timings_ms.items()}
         timing["policy_total_ms"] = timing.pop("total_ms", round((time.perf_counter() - started) * 1e3, 4))
         timing["decode_ms"] = round(job.decode_ms, 4)
@@ -318,4 +451,4 @@ class PolicyServer:
             over = self.budget.observe(steps)
             payload["budget"] = {"name": self.budget.config.name, "over": over,
                                  "violations": dict(self.budget.violations)}
-        return protocol.pack(protocol.INFER, job.seq, payload)
+        return protocol.INFER, payload

@@ -1,10 +1,7 @@
 """Scripted demonstrations for the SIMPLER WidowX tasks (``vlart demos``), stored as one HDF5 file per episode.
 
-Placements never coincide with the official evaluation grid: for every attempt the source and target objects get
-positions drawn uniformly from the official positions' bounding box widened by ``MARGIN``, rejected if within
-``MIN_POSITION_GAP`` of any official position of that object; the source object gets a yaw turn of 5 to 30 degrees
-(either sign) on top of an official orientation, rejected if it lands within ``MIN_YAW_GAP`` of any official
-orientation. The placement replaces the environment's configuration table, so ManiSkill's own reset (settling,
+Placements never coincide with the official evaluation grid (``envs/placements.py`` says how); each attempt's
+placement replaces the environment's configuration table (``SimTask.place``), so ManiSkill's own reset (settling,
 bounding boxes, success checks) runs unchanged. Only successful episodes are kept. The layout is in ``envs/DEMOS.md``.
 With ``action_noise`` the expert's actions are executed perturbed and recorded clean (DART; see
 ``envs/scripted_expert.py``), so the demonstrations include corrections from off-course states.
@@ -17,77 +14,17 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from envs.placements import Placement
 from envs.registry import TASKS, TaskSpec
 from policies.training.demo_dataset import episode_files, read_episode
 
-MARGIN = 0.03
-MIN_POSITION_GAP = 0.005
-MIN_YAW_GAP = np.deg2rad(5.0)
-YAW_TURN = (np.deg2rad(5.0), np.deg2rad(30.0))
 LAYOUT_VERSION = 1
 DATASET_NAME = "vlart_simpler_bridge"
-
-
-def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])
-
-
-def quat_angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Rotation angle between two unit quaternions."""
-    return float(2 * np.arccos(np.clip(abs(float(np.dot(a, b))), -1.0, 1.0)))
-
-
-@dataclass
-class Placement:
-    xyz: np.ndarray  # (objects, 3)
-    quat: np.ndarray  # (objects, 4) wxyz
-
-
-class PlacementSampler:
-    """Placements around, and never on, a task's official episode grid (see the module docstring)."""
-
-    def __init__(self, official_xyz: np.ndarray, official_quat: np.ndarray) -> None:
-        self.official_xyz = official_xyz  # (P, objects, 3)
-        self.official_quat = official_quat  # (Q, objects, 4)
-
-    def sample(self, rng: np.random.Generator) -> Placement:
-        objects = self.official_xyz.shape[1]
-        xyz = np.empty((objects, 3))
-        for i in range(objects):
-            official = self.official_xyz[:, i]
-            low, high = official[:, :2].min(0) - MARGIN, official[:, :2].max(0) + MARGIN
-            while True:
-                xy = rng.uniform(low, high)
-                if np.linalg.norm(official[:, :2] - xy, axis=1).min() >= MIN_POSITION_GAP:
-                    break
-            xyz[i] = [*xy, official[0, 2]]
-        quat = self.official_quat[rng.integers(len(self.official_quat))].copy()
-        while True:
-            turn = rng.uniform(*YAW_TURN) * rng.choice([-1.0, 1.0])
-            source = _quat_multiply(np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]), quat[0])
-            if min(quat_angle(source, q) for q in self.official_quat[:, 0]) >= MIN_YAW_GAP:
-                break
-        quat[0] = source
-        return Placement(xyz, quat)
-
-    def coincides(self, placement: Placement) -> bool:
-        """True if the source object is where and as an official episode puts it (never, by construction)."""
-        near = np.linalg.norm(self.official_xyz[:, 0, :2] - placement.xyz[0, :2], axis=1).min() < MIN_POSITION_GAP
-        turned = min(quat_angle(placement.quat[0], q) for q in self.official_quat[:, 0]) < MIN_YAW_GAP
-        return bool(near and turned)
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -109,26 +46,19 @@ def _worker_init(task_name: str, image_size: int) -> None:
     torch.set_num_threads(1)
     from envs.sim_env import SimTask
 
-    task = SimTask(TASKS[task_name])
-    unwrapped = task.env.unwrapped
-    _WORKER.update(task=task, image_size=image_size, sampler=PlacementSampler(
-        unwrapped.xyz_configs.cpu().numpy().astype(np.float64), unwrapped.quat_configs.cpu().numpy().astype(np.float64)))
+    _WORKER.update(task=SimTask(TASKS[task_name]), image_size=image_size)
 
 
 def run_attempt(args: tuple[int, int, str, float]) -> dict[str, Any]:
     """One demonstration attempt in a worker: returns its record (and writes the file when it succeeds)."""
-    import torch
-
     from envs.scripted_expert import run_expert_episode
     from policies.image_transforms import resize_naive
 
     attempt, seed, out, action_noise = args
-    task, sampler = _WORKER["task"], _WORKER["sampler"]
-    unwrapped = task.env.unwrapped
-    placement = sampler.sample(np.random.default_rng(attempt_seed(seed, attempt)))
-    assert not sampler.coincides(placement)
-    unwrapped.xyz_configs = torch.tensor(placement.xyz[None], dtype=torch.float32)
-    unwrapped.quat_configs = torch.tensor(placement.quat[None], dtype=torch.float32)
+    task = _WORKER["task"]
+    placement = task.placements.sample(np.random.default_rng(attempt_seed(seed, attempt)))
+    assert not task.placements.coincides(placement)
+    task.place(placement)
     started = time.perf_counter()
     try:
         episode = run_expert_episode(task, episode_id=0, seed=attempt_seed(seed, attempt), action_noise=action_noise)

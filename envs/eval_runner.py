@@ -6,7 +6,9 @@ here unless ``--connect`` names one) or with the policy loaded in the worker (``
 episodes, watches each worker, and records an episode that crashes, hangs past its time limit or kills its worker as
 a failure with the reason; the run goes on. Each episode: reset the task at its ``episode_id`` (seeded), reset the
 policy's ensemble, then step up to the task's limit with the policy's ensembled action converted as CogACT's SIMPLER
-wrapper does, recording SIMPLER's official success (at the final step) and success at any step.
+wrapper does, recording SIMPLER's official success (at the final step) and success at any step. Episodes come from
+SIMPLER's official grid or, with ``grid="heldout"``, from placements off it (``envs/placements.py``). results.json
+also records where the result came from: the git commit, package versions and the model's resolved config.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
+from envs.placements import GRIDS
 from envs.registry import TASKS, resolve_suite
 from envs.results import EpisodeRecord, latency_stats, summary_table, write_results
+from runtime.provenance import provenance
 
 DEFAULT_EPISODES_WITHOUT_GRID = 10
+DEFAULT_HELDOUT_EPISODES = 24
 SERVER_START_TIMEOUT_S = 300.0
+SIM_BUILD_TIMEOUT_S = 600.0  # the episode watchdog starts once the simulator is built; building has its own
 
 
 @dataclass
@@ -52,8 +58,11 @@ class EvalConfig:
     inject_fault: Optional[str] = None  # "crash:EPISODE:STEP" or "hang:EPISODE:STEP" (exercises failure handling)
     preset: Optional[str] = None
     plan: Optional[str] = None
+    grid: str = "official"  # "heldout": placements off the official grid, never seen when choosing the model
 
     def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise ValueError(f"--grid: expected one of {', '.join(GRIDS)}, got {self.grid!r}")
         if self.via not in ("zmq", "inproc"):
             raise ValueError(f"--via: expected zmq or inproc, got {self.via!r}")
         if self.via == "inproc" and not self.model:
@@ -81,10 +90,14 @@ class EpisodeJob:
 def plan_jobs(config: EvalConfig) -> list[EpisodeJob]:
     jobs = []
     for spec in resolve_suite(config.suite):
-        available = spec.grid_size or DEFAULT_EPISODES_WITHOUT_GRID
-        count = available if config.episodes is None else config.episodes
-        if spec.grid_size is not None and count > spec.grid_size:
-            raise ValueError(f"--episodes: {spec.name} has {spec.grid_size} episodes in its official grid")
+        if config.grid == "heldout":
+            if spec.grid_size is None:
+                raise ValueError(f"--grid: {spec.name} has no official grid to hold out from")
+            count = config.episodes or DEFAULT_HELDOUT_EPISODES
+        else:
+            count = config.episodes or spec.grid_size or DEFAULT_EPISODES_WITHOUT_GRID
+            if spec.grid_size is not None and count > spec.grid_size:
+                raise ValueError(f"--episodes: {spec.name} has {spec.grid_size} episodes in its official grid")
         steps = min(config.max_steps or spec.max_steps, spec.max_steps)
         jobs.extend(EpisodeJob(spec.name, i, config.seed + i, steps) for i in range(count))
     return jobs
@@ -100,7 +113,7 @@ class RemotePolicy:
         from bridge.client import PolicyClient
 
         self.client = PolicyClient(endpoint, timeout_s=timeout_s, retries=1, name=f"vlart-eval-{os.getpid()}")
-        self.client.hello()
+        self.model_config: Optional[dict[str, Any]] = self.client.hello()["model"].get("config")
 
     def reset(self) -> None:
         self.client.reset()
@@ -120,6 +133,7 @@ class LocalPolicy:
         policy = load_policy_with_preset(config.model, config.preset, config.plan, unnorm_key=config.unnorm_key,
                                          overrides=config.overrides)
         self.session = policy.session()
+        self.model_config: Optional[dict[str, Any]] = policy.metadata["config"]  # what a server's hello announces
         self.budget = None
         if config.budget:
             from runtime.budgets import LatencyBudget, load_budget
@@ -184,7 +198,11 @@ def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig, vid
     record.env_step_ms = latency_stats(env_steps)
     if video_dir is not None and frames:
         name = video_name(job.task, job.episode_id, record.success_final, record.instruction)
-        record.video = str(write_video(video_dir / name, frames, TASKS[job.task].control_rate_hz))
+        try:
+            record.video = str(write_video(video_dir / name, frames, TASKS[job.task].control_rate_hz))
+        except Exception as exc:  # the episode's outcome stands; only its video is missing
+            record.video_error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
     return record
 
 
@@ -195,19 +213,23 @@ def worker_main(worker_id: int, config: EvalConfig, endpoint: Optional[str], job
     from envs.sim_env import SimTask
 
     policy = RemotePolicy(endpoint, config.step_timeout_s) if endpoint else LocalPolicy(config)
+    results.put(("model_config", worker_id, policy.model_config, time.monotonic()))
     video_dir = config.out / "videos" if config.video else None
     tasks: dict[str, Any] = {}
     while True:
         job = jobs.get()
         if job is None:
             break
-        results.put(("start", worker_id, job, time.monotonic()))
-        try:
-            if job.task not in tasks:
-                tasks[job.task] = SimTask(TASKS[job.task])
+        record = None
+        if job.task not in tasks:
+            results.put(("building", worker_id, job, time.monotonic()))
+            try:
+                tasks[job.task] = SimTask(TASKS[job.task], grid=config.grid)
+            except Exception as exc:  # the environment could not even be built
+                record = EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
+        if record is None:
+            results.put(("start", worker_id, job, time.monotonic()))
             record = run_episode(tasks[job.task], policy, job, config, video_dir)
-        except Exception as exc:  # the environment could not even be built
-            record = EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
         if record.failure is not None:
             failed = tasks.pop(job.task, None)  # its state is unknown: build a fresh one next time
             if failed is not None:
@@ -273,6 +295,15 @@ class ServerProcess:
         self.log.close()
 
 
+class _Watch(NamedTuple):
+    """What a worker is doing (building a simulator or running an episode) since when, and for how long at most."""
+
+    job: EpisodeJob
+    since: float
+    limit_s: float
+    what: str
+
+
 def _episode_timeout(config: EvalConfig, job: EpisodeJob) -> float:
     if config.episode_timeout_s is not None:
         return config.episode_timeout_s
@@ -308,8 +339,9 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
 
     started = time.perf_counter()
     workers = {i: start_worker(i) for i in range(min(config.workers, len(jobs)))}
-    running: dict[int, tuple[EpisodeJob, float]] = {}
+    running: dict[int, _Watch] = {}
     records: list[EpisodeRecord] = []
+    model_config: Optional[dict[str, Any]] = None
     next_id = len(workers)
     bar = tqdm(total=len(jobs), desc=f"eval {config.suite}", unit="episode", disable=not progress, file=sys.stderr)
 
@@ -323,8 +355,12 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         while len(records) < len(jobs):
             try:
                 kind, worker_id, payload, stamp = result_queue.get(timeout=0.5)
-                if kind == "start":
-                    running[worker_id] = (payload, stamp)
+                if kind == "model_config":
+                    model_config = model_config or payload
+                elif kind == "building":
+                    running[worker_id] = _Watch(payload, stamp, SIM_BUILD_TIMEOUT_S, "simulator build")
+                elif kind == "start":
+                    running[worker_id] = _Watch(payload, stamp, _episode_timeout(config, payload), "episode")
                 else:
                     running.pop(worker_id, None)
                     finish(payload)
@@ -332,14 +368,14 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
                 pass
             now = time.monotonic()
             for worker_id, process in list(workers.items()):
-                job_and_start = running.get(worker_id)
-                timed_out = job_and_start is not None and now - job_and_start[1] > _episode_timeout(config,
-                                                                                                    job_and_start[0])
-                died = not process.is_alive() and job_and_start is not None
-                if not (timed_out or died):
+                watch = running.get(worker_id)
+                if watch is None:
                     continue
-                job = job_and_start[0]
-                reason = (f"timeout: no result after {_episode_timeout(config, job):.0f} s (episode watchdog)"
+                timed_out = now - watch.since > watch.limit_s
+                if not timed_out and process.is_alive():
+                    continue
+                job = watch.job
+                reason = (f"timeout: no result after {watch.limit_s:.0f} s ({watch.what} watchdog)"
                           if timed_out else f"worker process died (exit code {process.exitcode})")
                 process.kill()
                 process.join(10)
@@ -370,7 +406,9 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         "endpoint": endpoint,
         "workers": config.workers,
         "seed": config.seed,
+        "grid": config.grid,
         "wall_time_s": round(time.perf_counter() - started, 3),
+        "provenance": {**provenance(), "model_config": model_config},
     }
     return write_results(config.out / "results.json", header, records)
 

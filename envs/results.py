@@ -32,6 +32,7 @@ class EpisodeRecord:
     env_step_ms: dict[str, float] = field(default_factory=dict)
     budget_violation_steps: int = 0
     video: Optional[str] = None
+    video_error: Optional[str] = None  # why the video could not be written (the episode's outcome stands)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,6 +4,7 @@
 ``envs.rendering``; ``reset(episode_id, seed)`` returns the first ``Observation`` (uint8 RGB frame from the task's
 camera and the task's instruction), ``step(policy_action)`` converts the action with the task's adapter (CogACT's
 WidowX conversion for SIMPLER) and returns the next observation and whether the task is solved at this step.
+With ``grid="heldout"`` a SIMPLER task's episodes put the objects off the official grid (``envs/placements.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from envs.action_adapters import NormalizedEEDeltaAdapter, WidowXBridgeAdapter
+from envs.placements import GRIDS, Placement, PlacementSampler
 from envs.registry import TaskSpec
 from envs.rendering import check_simpler_assets, configure_rendering
 from policies.interface import Observation
@@ -33,8 +35,13 @@ class StepResult:
 
 
 class SimTask:
-    def __init__(self, spec: TaskSpec) -> None:
+    def __init__(self, spec: TaskSpec, grid: str = "official") -> None:
+        if grid not in GRIDS:
+            raise ValueError(f"grid: expected one of {', '.join(GRIDS)}, got {grid!r}")
+        if grid == "heldout" and spec.grid_size is None:
+            raise ValueError(f"grid: {spec.name} has no official grid to hold out from")
         self.spec = spec
+        self.grid = grid
         render_backend = configure_rendering()
         if spec.simpler:
             check_simpler_assets()
@@ -53,18 +60,33 @@ class SimTask:
         self.env = gym.make(spec.env_id, obs_mode=spec.obs_mode, num_envs=1, sim_backend="physx_cpu",
                             render_backend=render_backend, **kwargs)
         self.adapter = ADAPTERS[spec.adapter]()
+        self.placements: Optional[PlacementSampler] = None  # off the official grid; None: the task has no grid
         if spec.grid_size is not None:
             unwrapped = self.env.unwrapped
-            grid = len(unwrapped.xyz_configs) * len(unwrapped.quat_configs)
-            if grid != spec.grid_size:
-                raise RuntimeError(f"{spec.env_id}: episode grid has {grid} entries, the task expects {spec.grid_size}")
+            entries = len(unwrapped.xyz_configs) * len(unwrapped.quat_configs)
+            if entries != spec.grid_size:
+                raise RuntimeError(f"{spec.env_id}: episode grid has {entries} entries, the task expects "
+                                   f"{spec.grid_size}")
+            self.placements = PlacementSampler(unwrapped.xyz_configs.cpu().numpy().astype(np.float64),
+                                               unwrapped.quat_configs.cpu().numpy().astype(np.float64))
         self.instruction = spec.instruction or ""
 
     def _observation(self, obs: dict) -> Observation:
         frame = obs["sensor_data"][self.spec.camera]["rgb"][0].cpu().numpy()
         return Observation(image=np.ascontiguousarray(frame, dtype=np.uint8), instruction=self.instruction)
 
+    def place(self, placement: Placement) -> None:
+        """Every later reset puts the objects at ``placement``: it becomes the whole configuration table."""
+        import torch
+
+        unwrapped = self.env.unwrapped
+        unwrapped.xyz_configs = torch.tensor(placement.xyz[None], dtype=torch.float32)
+        unwrapped.quat_configs = torch.tensor(placement.quat[None], dtype=torch.float32)
+
     def reset(self, episode_id: int, seed: int) -> Observation:
+        if self.grid == "heldout":
+            assert self.placements is not None
+            self.place(self.placements.heldout(episode_id, seed))
         options = {"episode_id": episode_id} if self.spec.grid_size is not None else {}
         obs, _ = self.env.reset(seed=seed, options=options)
         if self.spec.instruction is None:

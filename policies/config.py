@@ -448,6 +448,19 @@ class ActionConfig:
             raise ConfigError("actions.ensemble_horizon must be >= 1")
 
 
+# runtime.dtype's names, and the short ones that --dtype / --weights-dtype also take
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def dtype_name(value: str, option: str) -> str:
+    """``fp16`` or ``float16`` (...) -> the ``runtime.dtype`` name; an error naming ``option`` for anything else."""
+    name = DTYPE_ALIASES.get(value, value)
+    if name not in DTYPES:
+        raise ValueError(f"{option} {value!r}: expected one of {', '.join([*DTYPE_ALIASES, *DTYPES])}")
+    return name
+
+
 @dataclass
 class RuntimeConfig:
     """Where and how the weights live. ``init_seed`` makes a randomly initialised model reproducible. ``timing``:
@@ -459,8 +472,8 @@ class RuntimeConfig:
     timing: str = "stages"
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ConfigError(f"runtime.dtype must be float32, bfloat16 or float16; got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"runtime.dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.timing not in ("stages", "steps", "off"):
             raise ConfigError(f"runtime.timing must be stages, steps or off; got {self.timing!r}")
 

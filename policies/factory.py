@@ -1,11 +1,6 @@
-"""Building and loading policies: ``load_policy`` takes what a user passes as ``--model``.
-
-- a model config YAML (``configs/models/cogact-tiny.yaml``): a randomly initialised model (seeded by
-  ``runtime.init_seed``, so every run builds the same weights);
-- a vlart checkpoint directory (``config.yaml`` + ``model.safetensors`` + ``dataset_statistics.json`` + ``tokenizer/``),
-  written by ``save_pretrained``;
-- a CogACT release directory (``checkpoints/*.pt`` + ``config.json`` + ``dataset_statistics.json`` + tokenizer
-  files), read by ``policies.cogact_release.load_release``.
+"""Building a policy from its config, and vlart's own checkpoint directory: ``save_pretrained`` writes
+``config.yaml`` + ``model.safetensors`` + ``dataset_statistics.json`` + ``tokenizer/`` and ``load_checkpoint`` reads
+it back bit for bit. What a user passes as ``--model`` is resolved in ``policies.loading``.
 """
 
 from __future__ import annotations
@@ -30,8 +25,6 @@ WEIGHTS_FILE = "model.safetensors"
 STATISTICS_FILE = "dataset_statistics.json"
 TOKENIZER_DIR = "tokenizer"
 VISION_TOKENIZER_DIR = "vision_tokenizer"  # the front end's own tokenizer (fusion front ends)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def load_statistics(config: PolicyConfig, unnorm_key: Optional[str] = None) -> Optional[ActionStatistics]:
@@ -58,7 +51,7 @@ def build_policy(
     if config.llm.tokenizer is not None:
         tokenizer = load_tokenizer(resolve_tokenizer_dir(config.llm.tokenizer, config.base_dir))
     target = torch.device(device or config.runtime.device)
-    dtype = DTYPES[config.runtime.dtype]
+    dtype = getattr(torch, config.runtime.dtype)
     # Allocate on the target device in the target dtype directly: a 7B model never has to fit in float32 first.
     with torch.random.fork_rng(devices=[]), target, default_dtype(dtype):
         torch.manual_seed(config.runtime.init_seed)
@@ -113,6 +106,7 @@ def load_checkpoint(
     device: Optional[str] = None,
     overrides: Optional[list[str]] = None,
 ) -> CogACTPolicy:
+    """A vlart checkpoint directory written by ``save_pretrained``; ``overrides`` are ``--set KEY=VALUE``."""
     config = load_config(directory / CONFIG_FILE, overrides)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
@@ -127,30 +121,3 @@ def load_checkpoint(
         )
     return policy
 
-
-def load_policy(
-    model: str | Path,
-    unnorm_key: Optional[str] = None,
-    device: Optional[str] = None,
-    overrides: Optional[list[str]] = None,
-) -> CogACTPolicy:
-    """``--model``: a config YAML (random init), a vlart checkpoint directory or a CogACT release directory
-    (``checkpoints/*.pt`` + ``config.json``, see ``policies.cogact_release``); ``overrides`` are ``KEY=VALUE``
-    config settings (``--set``)."""
-    from policies.cogact_release import is_release_dir, load_release  # it imports this module
-
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"--model {model}: no such file or directory")
-    if path.is_dir():
-        if is_release_dir(path):
-            return load_release(path, unnorm_key=unnorm_key, device=device, overrides=overrides)
-        if (path / CONFIG_FILE).is_file():
-            return load_checkpoint(path, unnorm_key=unnorm_key, device=device, overrides=overrides)
-        raise FileNotFoundError(
-            f"--model {model}: directory has no {CONFIG_FILE}; expected a vlart checkpoint or a CogACT release "
-            "(checkpoints/*.pt and config.json)"
-        )
-    if path.suffix in (".yaml", ".yml"):
-        return build_policy(load_config(path, overrides), unnorm_key=unnorm_key, device=device)
-    raise ValueError(f"--model {model}: expected a model config (.yaml) or a checkpoint directory")

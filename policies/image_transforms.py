@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from policies.interface import image_problem
+
 DINO_MEAN = (0.485, 0.456, 0.406)
 DINO_STD = (0.229, 0.224, 0.225)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
@@ -15,18 +17,14 @@ SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
 def validate_image(image: object, field: str = "image") -> np.ndarray:
-    """Return ``image`` as a (H, W, 3) uint8 array or raise ``ValueError`` naming ``field`` and what was expected."""
+    """Return ``image`` (a PIL image or an (H, W, 3) uint8 array) as an array, or raise ``ValueError`` naming
+    ``field`` and what was expected."""
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{field}: expected a numpy uint8 array of shape (H, W, 3), got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{field}: expected dtype uint8 (RGB 0..255), got {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{field}: expected shape (H, W, 3), got {tuple(image.shape)}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{field}: image is empty, shape {tuple(image.shape)}")
-    return image
+    problem = image_problem(image)
+    if problem is not None:
+        raise ValueError(f"{field}: {problem}")
+    return image  # type: ignore[return-value]
 
 
 def resize_naive(image: np.ndarray, size: int) -> np.ndarray:

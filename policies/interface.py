@@ -11,6 +11,37 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+IMAGE_PLACEHOLDER = "<image>"  # CogACT's prompt builder (Prismatic's) removes it from the lowercased instruction
+
+
+def image_problem(image: object, max_side: Optional[int] = None) -> Optional[str]:
+    """What is wrong with ``image`` as an RGB frame ((H, W, 3) uint8, each side in 1..``max_side``), or None. The
+    server (before inference) and the policy (for in-process callers) refuse the same frames with the same words."""
+    if not isinstance(image, np.ndarray):
+        return f"expected a numpy uint8 array of shape (H, W, 3), got {type(image).__name__}"
+    if image.dtype != np.uint8:
+        return f"expected dtype uint8 (RGB 0..255), got {image.dtype}"
+    if image.ndim != 3 or image.shape[2] != 3:
+        return f"expected shape (H, W, 3), got {tuple(image.shape)}"
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        return f"image is empty, shape {tuple(image.shape)}"
+    if max_side is not None and (image.shape[0] > max_side or image.shape[1] > max_side):
+        return f"height and width must be between 1 and {max_side}, got {tuple(image.shape)}"
+    return None
+
+
+def instruction_problem(instruction: object, max_chars: Optional[int] = None) -> Optional[str]:
+    """What is wrong with ``instruction`` (a non-empty string of at most ``max_chars`` characters, with words besides
+    ``<image>`` placeholders, which the prompt builder removes), or None."""
+    if not isinstance(instruction, str):
+        return f"expected a non-empty string, got {type(instruction).__name__}"
+    if not instruction.strip():
+        return "expected a non-empty string, got an empty one"
+    if not instruction.lower().replace(IMAGE_PLACEHOLDER, "").strip():
+        return f"{instruction!r} is empty once CogACT's prompt builder removes {IMAGE_PLACEHOLDER!r} and whitespace"
+    if max_chars is not None and len(instruction) > max_chars:
+        return f"expected at most {max_chars} characters, got {len(instruction)}"
+    return None
 
 
 @dataclass

@@ -16,12 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from policies.acceleration.token_selection import TokenSelector, text_to_visual_attention
 from policies.config import LLMConfig
-from policies.tokenizer import cognition_suffix_ids
-
-
-def cogact_prompt(instruction: str) -> str:
-    """Prismatic's PurePromptBuilder turn, right-stripped, as CogACT formats it."""
-    return f"In: What action should the robot take to {instruction.lower()}?\nOut:"
+from policies.tokenizer import cogact_prompt, cognition_suffix_ids
 
 
 def build_llama(config: LLMConfig) -> LlamaForCausalLM:

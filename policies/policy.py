@@ -18,20 +18,20 @@ from policies.action_head import DiffusionTransformer
 from policies.config import PolicyConfig
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
-from policies.front_ends import build_front_end
+from policies.front_ends.registry import build_front_end
 from policies.image_transforms import center_crop, validate_image
-from policies.interface import ACTION_NAMES, Conventions, Observation, PolicyOutput
+from policies.interface import ACTION_NAMES, Conventions, Observation, PolicyOutput, instruction_problem
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
 from policies.projector import FusedMLPProjector
 from runtime.timing import StageTimer
 
+
 def validate_instruction(instruction: object, field_name: str = "instruction") -> str:
-    if not isinstance(instruction, str):
-        raise ValueError(f"{field_name}: expected a string, got {type(instruction).__name__}")
-    if not instruction.strip():
-        raise ValueError(f"{field_name}: must not be empty")
-    return instruction
+    problem = instruction_problem(instruction)
+    if problem is not None:
+        raise ValueError(f"{field_name}: {problem}")
+    return instruction  # type: ignore[return-value]
 
 
 class CogACTPolicy(nn.Module):
@@ -64,7 +64,7 @@ class CogACTPolicy(nn.Module):
 
     @property
     def metadata(self) -> dict:
-        """What a server announces about the model."""
+        """What a server announces about the model (``config``: the resolved model config, for provenance)."""
         return {
             "name": self.config.name,
             "family": "cogact",
@@ -74,6 +74,7 @@ class CogACTPolicy(nn.Module):
             "preset": self.preset,
             "num_inference_steps": self.config.sampler.num_inference_steps,
             "cfg_scale": self.config.sampler.cfg_scale,
+            "config": self.config.to_dict(),
         }
 
     @property

@@ -16,9 +16,8 @@ from policies.acceleration.dit_cache import DiTFeatureCache
 from policies.acceleration.pruning import drop_layers, prune_mlp_channels, scaled_depth
 from policies.acceleration.token_selection import FastVSelector, TaskAwareSelector
 from policies.policy import CogACTPolicy
+from runtime.resources import config_file
 from runtime.yaml_config import ConfigError, from_dict, read_yaml_mapping
-
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "presets"
 
 
 @dataclass
@@ -85,14 +84,15 @@ class PresetConfig:
 
 
 def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    """The names of the presets shipped in ``configs/presets/``."""
+    return sorted(p.stem for p in config_file("presets").glob("*.yaml"))
 
 
 def load_preset(name_or_path: str) -> PresetConfig:
-    """A preset by name (``configs/presets/NAME.yaml``) or by path."""
+    """A preset by name (``configs/presets/NAME.yaml``, shipped with vlart) or by path."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
+        path = config_file("presets").joinpath(f"{name_or_path}.yaml")
     if not path.is_file():
         raise ValueError(f"--preset: unknown preset {name_or_path!r}; available: {', '.join(available_presets())}")
     try:

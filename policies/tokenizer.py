@@ -2,7 +2,8 @@
 
 A tokenizer is a directory of transformers tokenizer files: the LLaMA-2 files that come with a CogACT checkpoint,
 or ``policies/assets/tokenizers/vlart-tiny`` (built by ``build_tiny_tokenizer`` with the ``tokenizers`` library:
-a SentencePiece-style BPE with byte fallback, ``<s>`` prepended like LLaMA's). Nothing here contacts a model hub.
+a SentencePiece-style BPE with byte fallback, ``<s>`` prepended like LLaMA's), and CogACT's prompt around an
+instruction. Nothing here contacts a model hub.
 """
 
 from __future__ import annotations
@@ -13,10 +14,23 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from policies.interface import IMAGE_PLACEHOLDER, instruction_problem
+
 BUILTIN_TOKENIZERS = Path(__file__).resolve().parent / "assets" / "tokenizers"
 TINY_TOKENIZER_NAME = "vlart-tiny"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 EMPTY_PIECE = "\u2581"  # SentencePiece's word-boundary mark; alone it is LLaMA's token 29871
+
+
+def cogact_prompt(instruction: str) -> str:
+    """The text CogACT tokenises for ``instruction`` (``predict_action`` with Prismatic's ``PurePromptBuilder``): the
+    lowercased instruction in its question, every literal ``<image>`` removed from that message and the message
+    stripped, wrapped as the human turn, right-stripped. Raises ValueError if nothing of the instruction is left."""
+    problem = instruction_problem(instruction)
+    if problem is not None:
+        raise ValueError(f"instruction: {problem}")
+    message = f"What action should the robot take to {instruction.lower()}?".replace(IMAGE_PLACEHOLDER, "").strip()
+    return f"In: {message}\nOut: ".rstrip()
 
 
 def resolve_tokenizer_dir(value: str, base_dir: Path | None) -> Path:
@@ -71,7 +85,7 @@ def tiny_tokenizer_corpus() -> list[str]:
     lines = []
     for template, a, b in itertools.product(_TEMPLATES, _OBJECTS, _OBJECTS[:12]):
         if a != b:
-            lines.append(f"In: What action should the robot take to {template.format(a=a, b=b)}?\nOut:")
+            lines.append(cogact_prompt(template.format(a=a, b=b)))
     return lines
 
 

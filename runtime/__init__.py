@@ -1,5 +1,5 @@
-"""The real-time side of vlart: stage timing, latency budgets, the control loop, the command line."""
+"""The real-time side of vlart: stage timing, latency budgets, the control loop, the command line.
 
-from runtime.control_loop import ControlLoop, ControlLoopConfig, ControlLoopReport
-
-__all__ = ["ControlLoop", "ControlLoopConfig", "ControlLoopReport"]
+Imports nothing eagerly: this package holds both the bottom layer (timing, budgets, config I/O, numpy only) and the
+top one (profile, the CLI), and importing the one must not pull in the other.
+"""

@@ -8,10 +8,9 @@ instructions, which is a real camera frame but always the same scene.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from typing import Any, Optional
 
+from envs.sample_frames import sample_frame, simpler_available
 from policies.interface import Observation
 
 ROLLOUT_ACTIONS_PER_FRAME = 4
@@ -19,10 +18,6 @@ FALLBACK_INSTRUCTIONS = [
     "put carrot on plate", "put the spoon on the towel", "stack the green block on the yellow block",
     "put eggplant into yellow basket", "put the carrot on the towel", "pick up the spoon",
 ]
-
-
-def simpler_available() -> bool:
-    return bool(os.environ.get("MS_ASSET_DIR")) and importlib.util.find_spec("mani_skill") is not None
 
 
 def simpler_observations(count: int, policy: Optional[Any], tasks: Optional[list[str]] = None) -> list[Observation]:
@@ -56,13 +51,7 @@ def simpler_observations(count: int, policy: Optional[Any], tasks: Optional[list
 
 
 def sample_observations(count: int) -> list[Observation]:
-    from runtime.profile import SAMPLE_FRAME
-
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(SAMPLE_FRAME) as image:
-        frame = np.asarray(image.convert("RGB"))
+    frame = sample_frame()
     return [Observation(frame, FALLBACK_INSTRUCTIONS[i % len(FALLBACK_INSTRUCTIONS)]) for i in range(count)]
 
 

@@ -7,6 +7,9 @@ dropped. New plans are merged with what is left: ``replace`` keeps only the newe
 plan for a tick with CogACT's adaptive weights. When no valid action is ready the loop applies the **hold action**
 (zero motion, gripper unchanged), never a stale or invalid one; chunks with NaN or infinity are discarded. A watchdog
 switches to hold once no fresh chunk has arrived for ``watchdog_s``. Needs numpy only (runs on the robot side).
+
+Time comes from the injected ``clock`` and ``sleep`` and inference runs on the injected ``executor`` (a thread by
+default), so a virtual clock can drive the loop deterministically, e.g. a simulator with a simulated latency.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
+from policies.ensemble import adaptive_blend
 from policies.interface import Observation
 
 ChunkPredictor = Callable[[Observation], np.ndarray]
@@ -85,15 +89,6 @@ class ControlLoopReport:
         return dict(self.__dict__)
 
 
-def blend(predictions: list[np.ndarray], alpha: float) -> np.ndarray:
-    """CogACT's adaptive ensemble of several predictions for one tick (the last is the newest, the reference)."""
-    stacked = np.stack(predictions)
-    ref = stacked[-1]
-    cos = stacked @ ref / (np.linalg.norm(stacked, axis=1) * np.linalg.norm(ref) + 1e-7)
-    weights = np.exp(alpha * cos)
-    return (weights[:, None] * stacked).sum(axis=0) / weights.sum()
-
-
 @dataclass
 class _Pending:
     future: Future
@@ -110,7 +105,10 @@ class _State:
 
 
 class ControlLoop:
-    """Runs ``predictor`` (observation -> (T, A) chunk) against ``source`` and ``sink`` at ``config.rate_hz``."""
+    """Runs ``predictor`` (observation -> (T, A) chunk) against ``source`` and ``sink`` at ``config.rate_hz``.
+
+    ``executor`` runs one inference at a time; ``close()`` shuts it down.
+    """
 
     def __init__(
         self,
@@ -119,14 +117,17 @@ class ControlLoop:
         predictor: ChunkPredictor,
         config: ControlLoopConfig,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        executor: Optional[Executor] = None,
     ) -> None:
         self.source = source
         self.sink = sink
         self.predictor = predictor
         self.config = config
         self.clock = clock
+        self.sleep = sleep
         self._stop = threading.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlart-inference")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlart-inference")
 
     def stop(self) -> None:
         self._stop.set()
@@ -140,10 +141,10 @@ class ControlLoop:
             action[self.config.gripper_index] = state.gripper
         return action
 
-    def _timed_predict(self, obs: Observation) -> tuple[np.ndarray, float]:
-        started = time.perf_counter()
-        chunk = self.predictor(obs)
-        return np.asarray(chunk, dtype=np.float32), (time.perf_counter() - started) * 1e3
+    def _predict(self, obs: Observation) -> tuple[np.ndarray, float]:
+        """The chunk and the clock when it was ready (an executor may run it late, as a virtual clock does)."""
+        chunk = np.asarray(self.predictor(obs), dtype=np.float32)
+        return chunk, self.clock()
 
     def _valid(self, chunk: np.ndarray) -> bool:
         return chunk.ndim == 2 and chunk.shape[1] == self.config.action_dim and bool(np.isfinite(chunk).all())
@@ -165,13 +166,13 @@ class ControlLoop:
             return
         state.pending = None
         try:
-            chunk, latency_ms = pending.future.result()
+            chunk, ready = pending.future.result()
         except Exception as exc:  # a failing predictor must not stop the robot's loop
             report.inference_errors += 1
             report.last_error = f"{type(exc).__name__}: {exc}"
             return
         report.inferences += 1
-        latencies.append(latency_ms)
+        latencies.append((ready - pending.started) * 1e3)
         delays.append(tick - pending.tick)
         if not self._valid(chunk):
             report.invalid_chunks += 1
@@ -196,7 +197,7 @@ class ControlLoop:
         while tick < ticks and not self._stop.is_set():
             delay = scheduled - self.clock()
             if delay > 0:
-                time.sleep(delay)
+                self.sleep(delay)
             now = self.clock()
             if tick == 0:
                 first_tick = now
@@ -206,7 +207,7 @@ class ControlLoop:
             obs = self.source.observe()
             queued = sum(1 for t in state.plan if t >= tick)
             if state.pending is None and queued < max(config.refill_threshold, 1):
-                state.pending = _Pending(self._executor.submit(self._timed_predict, obs), tick, now)
+                state.pending = _Pending(self._executor.submit(self._predict, obs), tick, self.clock())
             predictions = state.plan.pop(tick, None)
             for old in [t for t in state.plan if t < tick]:
                 del state.plan[old]
@@ -215,7 +216,7 @@ class ControlLoop:
                 state.plan.clear()
                 predictions = None
             if predictions:
-                action = blend(predictions, config.ensemble_alpha).astype(np.float32)
+                action = adaptive_blend(predictions, config.ensemble_alpha).astype(np.float32)
                 if config.gripper_index is not None:
                     state.gripper = float(action[config.gripper_index])
             else:

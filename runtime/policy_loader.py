@@ -7,7 +7,7 @@ import logging
 from typing import Optional
 
 from policies.acceleration.calibration import CalibrationPlan, calibrate
-from policies.factory import load_policy
+from policies.loading import load_policy
 from policies.policy import CogACTPolicy
 from policies.presets import apply_preset, load_preset
 from runtime.calibration_data import calibration_observations

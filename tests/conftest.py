@@ -19,7 +19,7 @@ SAMPLE_IMAGE = REPO / "configs" / "samples" / "bridge_table.png"
 
 @pytest.fixture(scope="session")
 def tiny_policy():
-    from policies.factory import load_policy
+    from policies.loading import load_policy
 
     return load_policy(TINY)
 

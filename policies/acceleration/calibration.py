@@ -2,7 +2,8 @@
 
 Layer importance (EfficientVLA / ShortGPT's block influence): 1 - mean cosine similarity between a decoder layer's
 input and output hidden states over every token position of every calibration sample, read with forward hooks on
-the layers (transformers' ``output_hidden_states`` would give the post-norm state for the last layer).
+the layers while the policy computes its cognition features as it does when it acts (transformers'
+``output_hidden_states`` would give the post-norm state for the last layer).
 
 MLP channel importance, rule ``activation`` (what vlart ships; EfficientVLA used PruneNet, a REINFORCE-trained
 policy over the gate_proj spectrum, which needs training this runtime does not do): channel j of a SwiGLU MLP adds
@@ -76,16 +77,6 @@ class CalibrationPlan:
                    [list(range(intermediate)) for _ in range(num_layers)])
 
 
-def _llm_prefix(policy: Any, observation: Observation) -> None:
-    """Runs one observation through vision, projector and LLM (the DiT is not needed for calibration)."""
-    front_end = policy.vision
-    pixels = front_end.preprocess([observation.image])
-    text = front_end.tokenize([observation.instruction]) if front_end.uses_instruction else None
-    encoded = front_end.encode(pixels, text)
-    visual = policy.projector(encoded.tokens.to(policy.projector.projector[0].weight.dtype))
-    policy.language_model(visual, policy.language_model.tokenize([observation.instruction]), visual_mask=encoded.mask)
-
-
 @torch.inference_mode()
 def calibrate(policy: Any, observations: list[Observation], mlp_rule: str = "activation") -> CalibrationPlan:
     """Score every decoder layer and every MLP channel of ``policy``'s LLM on ``observations``."""
@@ -120,7 +111,10 @@ def calibrate(policy: Any, observations: list[Observation], mlp_rule: str = "act
             handles.append(layer.mlp.down_proj.register_forward_pre_hook(down_proj_hook(index)))
     try:
         for observation in observations:
-            _llm_prefix(policy, observation)
+            # The policy's own path (the DiT is not needed), so the LLM sees what it sees when it acts: the central
+            # ``inference_crop_area`` of the frame for a model trained on crops.
+            policy.cognition_features([observation.image], [observation.instruction],
+                                      crop_area=policy.config.vision.inference_crop_area)
     finally:
         for handle in handles:
             handle.remove()

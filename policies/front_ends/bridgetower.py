@@ -23,7 +23,7 @@ from transformers import BridgeTowerModel
 
 from policies.config import VisionConfig
 from policies.flops import attention_flops, conv_macs, linear_macs
-from policies.front_ends import FrontEnd, FrontEndOutput, tokenize_text
+from policies.front_ends.base import FrontEnd, FrontEndOutput, tokenize_text
 from policies.front_ends.common import CLIP_MEAN, CLIP_STD, normalize_frames
 
 

@@ -36,7 +36,7 @@ from transformers.models.swin.modeling_swin import window_partition, window_reve
 
 from policies.config import VisionConfig
 from policies.flops import attention_flops, conv_macs, linear_macs
-from policies.front_ends import FrontEnd, FrontEndOutput, tokenize_text
+from policies.front_ends.base import FrontEnd, FrontEndOutput, tokenize_text
 from policies.front_ends.common import IMAGENET_MEAN, IMAGENET_STD, GatedCrossAttention, init_linear, normalize_frames
 
 

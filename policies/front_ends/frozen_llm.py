@@ -1,13 +1,13 @@
 """A frozen LLM block as a visual encoder layer (LM4VisualEncoding) after CogACT's ViT tokens.
 
-ViT tokens (B, N, D) (the DINOv2 + SigLIP tokens of ``policies.vision``, or one tower) -> Linear(D -> H, no bias) ->
-one transformers ``LlamaDecoderLayer`` with no rotary embedding (the identity rotation, cos = 1 and sin = 0) and no
-causal mask (``is_causal=False`` and no mask: bidirectional under sdpa) -> RMSNorm(H) with its weight left at 1 ->
-Linear(H -> D, no bias). N and D are the ViT's, so the projector and the LLM see the shapes they would without the
-block. The block's weights are copied from layer ``llm_layer`` of the policy's own LLM when the policy is built (the
-copy is the block's own, so fine-tuning the LLM later leaves it as it was), or drawn at random with ``llm_layer:
-null``. The block and the trailing RMSNorm are frozen; the ViT and both Linears are trainable, as in LM4VE. The
-instruction is not used (LM4VE is vision-only).
+ViT tokens (B, N, D) (the DINOv2 + SigLIP tokens of ``policies.front_ends.dinosiglip``, or one tower) ->
+Linear(D -> H, no bias) -> one transformers ``LlamaDecoderLayer`` with no rotary embedding (the identity rotation,
+cos = 1 and sin = 0) and no causal mask (``is_causal=False`` and no mask: bidirectional under sdpa) -> RMSNorm(H)
+with its weight left at 1 -> Linear(H -> D, no bias). N and D are the ViT's, so the projector and the LLM see the
+shapes they would without the block. The block's weights are copied from layer ``llm_layer`` of the policy's own LLM
+when the policy is built (the copy is the block's own, so fine-tuning the LLM later leaves it as it was), or drawn at
+random with ``llm_layer: null``. The block and the trailing RMSNorm are frozen; the ViT and both Linears are
+trainable, as in LM4VE. The instruction is not used (LM4VE is vision-only).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMS
 
 from policies.config import LLMConfig, VisionConfig
 from policies.flops import attention_flops, linear_macs
-from policies.front_ends import FrontEnd, FrontEndOutput
-from policies.vision import DinoSigLIPFrontEnd
+from policies.front_ends.base import FrontEnd, FrontEndOutput
+from policies.front_ends.dinosiglip import DinoSigLIPFrontEnd
 
 
 class FrozenLLMFrontEnd(FrontEnd):

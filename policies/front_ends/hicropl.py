@@ -40,7 +40,7 @@ from transformers.activations import QuickGELUActivation
 
 from policies.config import VisionConfig
 from policies.flops import attention_flops, conv_macs, linear_macs
-from policies.front_ends import FrontEnd, FrontEndOutput
+from policies.front_ends.base import FrontEnd, FrontEndOutput
 from policies.front_ends.common import CLIP_MEAN, CLIP_STD, MultiHeadAttention, init_linear, normalize_frames
 
 

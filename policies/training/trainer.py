@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from policies.config import load_config
-from policies.factory import build_policy, load_policy, save_pretrained
+from policies.factory import build_policy, save_pretrained
+from policies.loading import load_policy
 from policies.normalization import read_statistics_file, select_statistics
 from policies.training.augment import CROP_AREA, augment_frames
 from policies.training.demo_dataset import DemoDataset

@@ -11,13 +11,20 @@ from bridge.client import PolicyClient
 from bridge.server import PolicyServer
 
 
-class SlowPolicy:
-    """The tiny policy with a deliberate delay in every inference (for concurrency tests)."""
+class GatedPolicy:
+    """The tiny policy whose inferences wait until the test opens the gate (``release()``), so concurrency tests
+    control the order of events instead of racing the clock. Counts the inferences it ran."""
 
-    def __init__(self, policy, delay_s: float) -> None:
+    def __init__(self, policy, gated: bool = True) -> None:
         self.policy = policy
-        self.delay_s = delay_s
-        self.started = threading.Event()
+        self.started = threading.Event()  # an inference has begun and is waiting at the gate
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.inferences = 0
+
+    def release(self) -> None:
+        self.gate.set()
 
     @property
     def conventions(self):
@@ -25,7 +32,7 @@ class SlowPolicy:
 
     @property
     def metadata(self):
-        return dict(self.policy.metadata, name="slow-tiny")
+        return dict(self.policy.metadata, name="gated-tiny")
 
     def session(self):
         outer = self
@@ -38,11 +45,20 @@ class SlowPolicy:
                 inner.reset()
 
             def predict_action(self, obs, seed=None):
+                outer.inferences += 1
                 outer.started.set()
-                time.sleep(outer.delay_s)
+                assert outer.gate.wait(60), "the test never opened the gate"
                 return inner.predict_action(obs, seed=seed)
 
         return Session()
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:
+    """Wait until ``condition()`` holds; the timeout only bounds a failing test."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 @pytest.fixture()
@@ -54,5 +70,5 @@ def server(tiny_policy):
 
 @pytest.fixture()
 def client(server):
-    with PolicyClient(server.endpoint, timeout_s=20.0) as client:
+    with PolicyClient(server.endpoint, timeout_s=60.0) as client:
         yield client

@@ -1,9 +1,12 @@
+import stat
+
 import numpy as np
 import pytest
 
 from bridge.client import PolicyClient, PolicyTimeout
 from bridge.keys import generate_keys, load_client_keys, load_server_keys
 from bridge.server import PolicyServer
+from tests.bridge.conftest import wait_for
 
 
 @pytest.fixture()
@@ -16,7 +19,7 @@ def curve_server(tiny_policy, tmp_path):
 
 def test_authorized_client_is_served(curve_server, frame):
     server, keys = curve_server
-    with PolicyClient(server.endpoint, timeout_s=20, curve=load_client_keys(keys, "robot1")) as c:
+    with PolicyClient(server.endpoint, timeout_s=60, curve=load_client_keys(keys, "robot1")) as c:
         assert c.hello()["server"] == "vlart"
         assert c.infer(frame, "pick coke can", seed=0).actions.shape == (16, 7)
 
@@ -44,7 +47,7 @@ def test_revoking_a_key_by_deleting_it(tiny_policy, tmp_path, frame):
     (tmp_path / "keys" / "authorized" / "b.key").unlink()
     server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", curve=load_server_keys(tmp_path / "keys")).start()
     try:
-        with PolicyClient(server.endpoint, timeout_s=10, curve=load_client_keys(tmp_path / "keys", "a")) as c:
+        with PolicyClient(server.endpoint, timeout_s=60, curve=load_client_keys(tmp_path / "keys", "a")) as c:
             assert c.ping()["status"] == "ok"
         with PolicyClient(server.endpoint, timeout_s=0.5, retries=0,
                           curve=load_client_keys(tmp_path / "keys", "b")) as c:
@@ -52,6 +55,42 @@ def test_revoking_a_key_by_deleting_it(tiny_policy, tmp_path, frame):
                 c.ping()
     finally:
         server.stop()
+
+
+def test_the_allowlist_is_reread_while_serving(tiny_policy, tmp_path, frame):
+    keys = tmp_path / "keys"
+    generate_keys(keys, ["a", "b"])
+    b_key = (keys / "authorized" / "b.key").read_bytes()
+    (keys / "authorized" / "b.key").unlink()
+    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", curve=load_server_keys(keys)).start()
+    b_public = load_client_keys(keys, "b").public.decode()
+    try:
+        with PolicyClient(server.endpoint, timeout_s=60, curve=load_client_keys(keys, "a")) as a:
+            assert a.infer(frame, "pick coke can", seed=0).actions.shape == (16, 7)
+            # Authorise b while the server runs: accepted without a restart.
+            (keys / "authorized" / "b.key").write_bytes(b_key)
+            wait_for(lambda: b_public in server._allowlist.keys)
+            with PolicyClient(server.endpoint, timeout_s=60, curve=load_client_keys(keys, "b")) as b:
+                assert b.ping()["status"] == "ok"
+            # Revoke a: its connection, made before, is refused from then on.
+            a_public = load_client_keys(keys, "a").public.decode()
+            (keys / "authorized" / "a.key").unlink()
+            wait_for(lambda: a_public not in server._allowlist.keys)
+            a.timeout_s, a.retries = 0.5, 0
+            with pytest.raises(PolicyTimeout):
+                a.ping()
+    finally:
+        server.stop()
+
+
+def test_secret_key_files_are_owner_only(tmp_path):
+    made = generate_keys(tmp_path, ["robot"])
+    secrets = [p for p in made if p.name.endswith(".key_secret")]
+    assert len(secrets) == 2
+    for path in secrets:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert "secret-key" in path.read_text()
+    assert stat.S_IMODE((tmp_path / "server.key").stat().st_mode) & 0o044  # public keys stay readable
 
 
 def test_key_files_and_errors(tmp_path):

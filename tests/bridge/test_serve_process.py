@@ -25,7 +25,7 @@ def start_server(endpoint: str) -> subprocess.Popen:
         [sys.executable, "-m", "runtime.cli", "serve", "--model", str(TINY), "--bind", endpoint],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # bounds a failing start only
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if "ready on" in line:
@@ -41,30 +41,29 @@ def test_client_survives_a_server_restart(frame):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     server = start_server(endpoint)
     try:
-        with PolicyClient(endpoint, timeout_s=2.0, retries=1) as client:
+        with PolicyClient(endpoint, timeout_s=60.0, retries=1) as client:
             before = client.infer(frame, "pick coke can", seed=4)
             server.kill()  # SIGKILL: no goodbye
-            server.wait(10)
+            server.wait(60)
             with pytest.raises(PolicyTimeout):
-                client.ping()
+                client.ping(timeout_s=0.5)  # nobody is there: it must time out, however long we wait
             server = start_server(endpoint)
-            client.timeout_s = 20.0
             after = client.infer(frame, "pick coke can", seed=4)
             np.testing.assert_array_equal(after.actions, before.actions)
             assert after.seq > before.seq
     finally:
         server.kill()
-        server.wait(10)
+        server.wait(60)
 
 
 @pytest.mark.slow
 def test_sigterm_shuts_down_cleanly():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     server = start_server(endpoint)
-    with PolicyClient(endpoint, timeout_s=10) as client:
+    with PolicyClient(endpoint, timeout_s=60) as client:
         assert client.ping()["status"] == "ok"
     server.send_signal(signal.SIGTERM)
-    output, _ = server.communicate(timeout=30)
+    output, _ = server.communicate(timeout=60)
     assert server.returncode == 0
     assert "vlart serve: stopped" in output
 

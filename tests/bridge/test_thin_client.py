@@ -12,8 +12,9 @@ from tests.conftest import REPO
 PROBE = (
     "import sys, json, numpy as np\n"
     "from bridge.client import PolicyClient\n"
-    "heavy = sorted(m for m in ('torch', 'transformers', 'diffusers', 'PIL', 'policies') if m in sys.modules)\n"
-    "out = {'heavy': heavy}\n"
+    "heavy = sorted(m for m in ('torch', 'transformers', 'diffusers', 'PIL') if m in sys.modules)\n"
+    "policy_modules = sorted(m for m in sys.modules if m.startswith('policies.'))\n"
+    "out = {'heavy': heavy, 'policy_modules': policy_modules}\n"
     "if len(sys.argv) > 1:\n"
     "    with PolicyClient(sys.argv[1], timeout_s=30) as c:\n"
     "        r = c.infer(np.zeros((224, 224, 3), np.uint8), 'pick coke can', seed=0)\n"
@@ -25,7 +26,8 @@ PROBE = (
 def test_client_import_pulls_in_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["heavy"] == []
+    probe = json.loads(result.stdout)
+    assert probe["heavy"] == [] and probe["policy_modules"] == ["policies.interface"]  # numpy-only shared checks
 
 
 @pytest.mark.slow
@@ -43,4 +45,4 @@ def test_minimal_install_serves_a_robot(tmp_path, server):
     result = subprocess.run([str(python), "-c", PROBE, server.endpoint], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"heavy": [], "shape": [16, 7]}
+    assert json.loads(result.stdout) == {"heavy": [], "policy_modules": ["policies.interface"], "shape": [16, 7]}

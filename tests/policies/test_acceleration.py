@@ -8,7 +8,7 @@ from policies.acceleration.calibration import CalibrationPlan, calibrate
 from policies.acceleration.dit_cache import DiTFeatureCache
 from policies.acceleration.pruning import scaled_depth
 from policies.acceleration.token_selection import FastVSelector, TaskAwareSelector, text_to_visual_attention
-from policies.factory import load_policy
+from policies.loading import load_policy
 from policies.interface import Observation
 from policies.presets import apply_preset, available_presets, load_preset
 from tests.conftest import TINY
@@ -45,6 +45,19 @@ def test_activation_rule_ranks_a_dead_channel_last(deep_tiny, frame):
     assert plan.mlp_channel_order[2][-1] == 17
     weight_plan = calibrate(deep_tiny, observations(frame, 1), mlp_rule="weight")
     assert weight_plan.mlp_channel_order[2][-1] == 17 and weight_plan.mlp_rule == "weight"
+
+
+def test_calibration_sees_the_frame_the_policy_acts_on(frame):
+    from policies.image_transforms import center_crop
+
+    cropping = load_policy(TINY, overrides=["llm.num_layers=4", "vision.inference_crop_area=0.5"])
+    whole = load_policy(TINY, overrides=["llm.num_layers=4"])  # the same weights (seeded), acting on whole frames
+    plan = calibrate(cropping, observations(frame))
+    # The cropping policy's hooks see exactly what the other sees on the central half of the frame, not the frame.
+    cropped = calibrate(whole, observations(center_crop(frame, 0.5)))
+    assert plan.layer_importance == cropped.layer_importance
+    assert plan.mlp_channel_order == cropped.mlp_channel_order
+    assert plan.layer_importance != calibrate(whole, observations(frame)).layer_importance
 
 
 def test_pruned_model_has_the_planned_shape_and_runs(deep_tiny, frame, tmp_path):

@@ -8,9 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from policies import cogact_release as cr
+from policies.cogact.key_rules import GROUPS, build_rules, check_rules_cover, cogact_state_dict
+from policies.cogact.mapped_checkpoint import file_mappings, read_checkpoint, release_mapped_pages
+from policies.cogact.release_layout import BASE_VLMS, VLART_CONFIG
+from policies.cogact.release_reader import infer_dit_size, load_groups, release_config
+from policies.cogact.release_writer import base_vlm_of, export_cogact_pt, export_release, release_meta
 from policies.config import load_config
-from policies.factory import build_policy, load_policy
+from policies.factory import build_policy
+from policies.loading import export_model, load_policy
 from policies.interface import Observation
 from policies.policy import CogACTPolicy
 from tests.conftest import CONFIGS, TINY
@@ -22,7 +27,7 @@ DIT_PRESET_OVERRIDES = ["action_head.depth=null", "action_head.hidden_size=null"
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     """cogact-tiny (random weights, seeded) exported as a release directory."""
-    return cr.export_release(load_policy(TINY), tmp_path_factory.mktemp("release") / "cogact-tiny")
+    return export_release(load_policy(TINY), tmp_path_factory.mktemp("release") / "cogact-tiny")
 
 
 @pytest.fixture()
@@ -70,7 +75,7 @@ def test_release_layout(release):
         "vlart_config.yaml",
     ]
     data = torch.load(weights_file(release), weights_only=True)
-    assert list(data) == ["model"] and list(data["model"]) == list(cr.GROUPS)
+    assert list(data) == ["model"] and list(data["model"]) == list(GROUPS)
     groups = data["model"]
     assert all(t.dtype == torch.float32 for g in groups.values() for t in g.values())
     vision, action = groups["vision_backbone"], groups["action_model"]
@@ -87,7 +92,7 @@ def test_release_layout(release):
 
 
 def test_export_of_a_loaded_release_is_the_same_file(release, tmp_path):
-    again = cr.export_cogact_pt(load_policy(release), tmp_path / "again.pt")
+    again = export_cogact_pt(load_policy(release), tmp_path / "again.pt")
     first = torch.load(weights_file(release), weights_only=True)["model"]
     second = torch.load(again, weights_only=True)["model"]
     assert {g: list(v) for g, v in first.items()} == {g: list(v) for g, v in second.items()}
@@ -102,8 +107,8 @@ def test_exported_views_do_not_carry_their_whole_storage(release):
 
 
 def test_mask_token_is_the_only_zero_filled_key(release):
-    policy = build_policy(cr.release_config(release, {}), random_init=False)
-    zeroed = cr.load_groups(policy, cr.read_checkpoint(weights_file(release)))
+    policy = build_policy(release_config(release, {}), random_init=False)
+    zeroed = load_groups(policy, read_checkpoint(weights_file(release)))
     assert zeroed == ["vision.dino.embeddings.mask_token"]
     assert torch.equal(policy.vision.dino.embeddings.mask_token, torch.zeros(1, 32))
 
@@ -170,16 +175,16 @@ def test_not_a_checkpoint_file(release_copy):
 
 def test_released_pages_are_read_again_from_the_file(release):
     path = weights_file(release)
-    mapped = cr.read_checkpoint(path)
-    regions = cr.file_mappings(path)
+    mapped = read_checkpoint(path)
+    regions = file_mappings(path)
     if not regions:
         pytest.skip("no /proc/self/maps here")
     tensors = [t for group in mapped.values() for t in group.values()]
     before = [t.clone() for t in tensors]
-    cr.release_mapped_pages(tensors, regions)
+    release_mapped_pages(tensors, regions)
     assert all(torch.equal(t, b) for t, b in zip(tensors, before))
     anonymous = torch.ones(100_000)  # not in the file mapping: must be left alone
-    cr.release_mapped_pages([anonymous], regions)
+    release_mapped_pages([anonymous], regions)
     assert torch.equal(anonymous, torch.ones(100_000))
 
 
@@ -187,12 +192,12 @@ def test_mapping_rules_cover_exactly_the_vlart_state_dict():
     with torch.device("meta"):
         model = CogACTPolicy(load_config(TINY))
     state = model.state_dict()
-    cr.check_rules_cover(cr.build_rules(model.config), state)
+    check_rules_cover(build_rules(model.config), state)
     with pytest.raises(ValueError, match="vlart keys no rule fills: vision.dino.embeddings.mask_token"):
-        cr.check_rules_cover([r for r in cr.build_rules(model.config) if r.kind != "fill_zeros"], state)
+        check_rules_cover([r for r in build_rules(model.config) if r.kind != "fill_zeros"], state)
     extra = {**state, "action_head.new.weight": torch.empty(1, device="meta")}
     with pytest.raises(ValueError, match="vlart keys no rule fills: action_head.new.weight"):
-        cr.check_rules_cover(cr.build_rules(model.config), extra)
+        check_rules_cover(build_rules(model.config), extra)
 
 
 # ----------------------------------------------------------------------- published releases: base VLM and DiT size
@@ -208,10 +213,10 @@ def tiny_shapes() -> dict:
 def published_like(tmp_path, monkeypatch):
     """A release without vlart_config.yaml, as published ones are: a made-up base VLM with the tiny towers and LLM
     (the real one is 7B) and a DiT-S head, so the base-VLM table and the DiT-size inference decide the shapes."""
-    monkeypatch.setitem(cr.BASE_VLMS, "test-tiny-vlm", tiny_shapes())
+    monkeypatch.setitem(BASE_VLMS, "test-tiny-vlm", tiny_shapes())
     source = build_policy(load_config(TINY, ["action_head.size=S", *DIT_PRESET_OVERRIDES]))
-    directory = cr.export_release(source, tmp_path / "CogACT-Test")
-    (directory / cr.VLART_CONFIG).unlink()
+    directory = export_release(source, tmp_path / "CogACT-Test")
+    (directory / VLART_CONFIG).unlink()
     meta = json.loads((directory / "config.json").read_text())
     meta["vla"]["base_vlm"] = "test-tiny-vlm"
     (directory / "config.json").write_text(json.dumps(meta))
@@ -251,9 +256,9 @@ def test_published_release_without_tokenizer_files(published_like):
 
 
 def test_base_vlm_table_is_the_cogact_base_config():
-    assert cr.base_vlm_of(load_config(CONFIGS / "cogact-base.yaml")) == "prism-dinosiglip-224px+7b"
-    assert cr.base_vlm_of(load_config(CONFIGS / "cogact-small.yaml")) is None
-    meta = cr.release_meta(load_config(CONFIGS / "cogact-base.yaml"))
+    assert base_vlm_of(load_config(CONFIGS / "cogact-base.yaml")) == "prism-dinosiglip-224px+7b"
+    assert base_vlm_of(load_config(CONFIGS / "cogact-small.yaml")) is None
+    meta = release_meta(load_config(CONFIGS / "cogact-base.yaml"))
     assert meta["vla"]["base_vlm"] == "prism-dinosiglip-224px+7b" and meta["diffusion_model_type"] == "DiT-B"
 
 
@@ -262,20 +267,20 @@ def test_dit_size_is_inferred_from_tensor_shapes(size, hidden, depth):
     config = load_config(CONFIGS / "cogact-base.yaml", [f"action_head.size={size}"])
     with torch.device("meta"):
         model = CogACTPolicy(config)
-    action_model = cr.cogact_state_dict(model.state_dict(), config)["action_model"]
+    action_model = cogact_state_dict(model.state_dict(), config)["action_model"]
     assert action_model["net.x_embedder.linear.weight"].shape == (hidden, 7)
-    assert cr.infer_dit_size(action_model) == size
+    assert infer_dit_size(action_model) == size
 
 
 def test_dit_size_that_matches_no_preset():
     config = load_config(TINY)
     with torch.device("meta"):
         model = CogACTPolicy(config)
-    action_model = cr.cogact_state_dict(model.state_dict(), config)["action_model"]
+    action_model = cogact_state_dict(model.state_dict(), config)["action_model"]
     with pytest.raises(ValueError, match="2 blocks of hidden size 32 match no DiT size"):
-        cr.infer_dit_size(action_model)
+        infer_dit_size(action_model)
     with pytest.raises(ValueError, match="no net.x_embedder.linear.weight"):
-        cr.infer_dit_size({})
+        infer_dit_size({})
 
 
 # ------------------------------------------------------------------------------------------------------ fused qkv
@@ -414,7 +419,7 @@ def reference_manifest() -> dict:
 
 
 def test_cogact_base_manifest_matches_the_reference(tmp_path):
-    out = cr.export_model(CONFIGS / "cogact-base.yaml", "cogact-manifest", tmp_path / "manifest.json")
+    out = export_model(CONFIGS / "cogact-base.yaml", "cogact-manifest", tmp_path / "manifest.json")
     written = json.loads(out.read_text())
     expected = reference_manifest()
     assert list(written["groups"]) == list(expected)

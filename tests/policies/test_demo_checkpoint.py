@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from policies.factory import load_policy
+from policies.loading import load_policy
 from policies.interface import Observation
 from tests.conftest import REPO
 

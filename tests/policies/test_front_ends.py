@@ -11,9 +11,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from policies.config import load_config
-from policies.factory import build_policy, load_policy, save_pretrained
+from policies.factory import build_policy, save_pretrained
 from policies.flops import StepShape, count_flops
-from policies.front_ends import FrontEnd, build_front_end
+from policies.front_ends.base import FrontEnd
+from policies.front_ends.registry import build_front_end
+from policies.loading import load_policy
 from runtime.yaml_config import ConfigError, from_dict
 from policies.config import PolicyConfig
 from tests.conftest import CONFIGS

@@ -1,14 +1,31 @@
 import pytest
 import torch
 
-from policies.language_model import cogact_prompt
-from policies.tokenizer import BUILTIN_TOKENIZERS, TINY_TOKENIZER_NAME, build_tiny_tokenizer, cognition_suffix_ids, load_tokenizer
+from policies.tokenizer import (BUILTIN_TOKENIZERS, TINY_TOKENIZER_NAME, build_tiny_tokenizer, cogact_prompt,
+                                cognition_suffix_ids, load_tokenizer)
 
 
 def test_prompt_is_cogacts_pure_prompt_lowercased():
     assert cogact_prompt("Put the Carrot on the Plate") == (
         "In: What action should the robot take to put the carrot on the plate?\nOut:"
     )
+
+
+def test_prompt_drops_image_placeholders_as_prismatic_does(tiny_policy):
+    # PurePromptBuilder removes "<image>" from the lowercased message and strips only the message's ends.
+    assert cogact_prompt("<IMAGE> Put the Spoon<image>") == (
+        "In: What action should the robot take to  put the spoon?\nOut:"
+    )
+    lm = tiny_policy.language_model
+    plain = lm.tokenize(["put carrot on plate"])
+    placeholders = lm.tokenize(["<image>put carrot<image> on plate"])
+    assert placeholders.input_ids.tolist() == plain.input_ids.tolist()
+
+
+@pytest.mark.parametrize("instruction", ["<image>", " <Image> <image> "])
+def test_an_instruction_of_placeholders_only_is_refused(tiny_policy, instruction):
+    with pytest.raises(ValueError, match="^instruction: .* is empty once CogACT's prompt builder removes '<image>'"):
+        tiny_policy.language_model.tokenize([instruction])
 
 
 def test_tokenize_adds_bos_and_the_empty_piece_and_eos(tiny_policy):

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from policies.factory import build_policy, load_policy, save_pretrained
+from policies.factory import build_policy, save_pretrained
 from policies.interface import Observation
+from policies.loading import load_policy
 from policies.config import load_config
 from tests.conftest import TINY
 
@@ -90,8 +91,8 @@ def test_conventions(tiny_policy):
     [
         (np.zeros((480, 640, 3), dtype=np.float64), "pick", r"images\[0\]: expected dtype uint8"),
         (np.zeros((480, 640), dtype=np.uint8), "pick", r"images\[0\]: expected shape \(H, W, 3\)"),
-        (np.zeros((480, 640, 3), dtype=np.uint8), "   ", r"instructions\[0\]: must not be empty"),
-        (np.zeros((480, 640, 3), dtype=np.uint8), None, r"instructions\[0\]: expected a string"),
+        (np.zeros((480, 640, 3), dtype=np.uint8), "   ", r"instructions\[0\]: expected a non-empty string, got an empty one"),
+        (np.zeros((480, 640, 3), dtype=np.uint8), None, r"instructions\[0\]: expected a non-empty string, got NoneType"),
     ],
 )
 def test_bad_input_raises_a_clear_error(tiny_policy, image, instruction, message):

@@ -78,7 +78,7 @@ def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_
     """vlart train on the tiny config: end to end (front end, LLM, DiT), checkpoints, resume."""
     import json as json_module
 
-    from policies.factory import load_policy
+    from policies.loading import load_policy
     from policies.training.trainer import TrainConfig, train
     from tests.conftest import TINY
 
@@ -169,7 +169,7 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_the_floor():
 def test_bfloat16_training_with_the_auxiliary_regression(demo_dir, tmp_path):
     import json as json_module
 
-    from policies.factory import load_policy
+    from policies.loading import load_policy
     from policies.training.trainer import TrainConfig, train
     from tests.conftest import TINY
 

@@ -10,7 +10,7 @@ from policies.image_transforms import (
     resize_naive,
     validate_image,
 )
-from policies.vision import DinoSigLIPFrontEnd
+from policies.front_ends.dinosiglip import DinoSigLIPFrontEnd
 from tests.conftest import TINY
 
 

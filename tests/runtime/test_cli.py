@@ -56,7 +56,7 @@ def test_predict_errors_exit_2_with_a_message(capsys, extra, message):
 
 def test_predict_empty_instruction(capsys):
     code, _, err = run(capsys, "predict", "--model", str(TINY), "--image", str(SAMPLE_IMAGE), "--instruction", "")
-    assert code == 2 and "must not be empty" in err
+    assert code == 2 and "instructions[0]: expected a non-empty string, got an empty one" in err
 
 
 def test_unknown_config_key_is_reported(capsys, tmp_path):

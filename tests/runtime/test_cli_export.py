@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from policies.factory import load_policy
+from policies.loading import load_policy
 from runtime.cli import main
 from tests.conftest import CONFIGS, SAMPLE_IMAGE, TINY
 

@@ -73,7 +73,7 @@ def test_flops_table_names_the_front_end(capsys):
 def test_serve_a_fusion_front_end(capsys):
     from bridge.client import PolicyClient
     from bridge.server import PolicyServer
-    from policies.factory import load_policy
+    from policies.loading import load_policy
 
     policy = load_policy(config("tiny", "bridgetower"))
     frame = np.random.default_rng(2).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)

@@ -3,8 +3,8 @@
 Both towers are transformers models built at full depth, so the module holds every tensor of CogACT's vision
 backbone (final norms and SigLIP's attention-pool head included, unused as in CogACT). Features are the raw output
 of the second-to-last block with prefix tokens dropped; the last block is never run because CogACT discards its
-output. ``DinoSigLIPFrontEnd`` is the ``dinosiglip`` front end (``policies.front_ends``); with ``towers`` set to one
-tower it is the single-ViT host of the frozen-LLM front end.
+output. ``DinoSigLIPFrontEnd`` is the ``dinosiglip`` front end; with ``towers`` set to one tower it is the single-ViT
+host of the frozen-LLM front end.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, Si
 
 from policies.config import VisionConfig
 from policies.flops import vit_tower_flops
-from policies.front_ends import FrontEnd, FrontEndOutput
+from policies.front_ends.base import FrontEnd, FrontEndOutput
 from policies.image_transforms import preprocess_images
 
 

@@ -1,0 +1,112 @@
+"""``vlart serve``, ``client``, ``keys``: the policy over ZeroMQ, a one-shot robot client, CURVE keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from runtime.cli.common import load_image, model_options
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    import numpy as np
+
+    from bridge.keys import load_server_keys
+    from bridge.server import PolicyServer
+    from policies.interface import Observation
+    from runtime.policy_loader import load_policy_with_preset
+
+    curve = load_server_keys(args.curve_keys) if args.curve_keys else None
+    policy = load_policy_with_preset(args.model, args.preset, args.plan, unnorm_key=args.unnorm_key,
+                                     device=args.device, overrides=args.set)
+    size = policy.conventions.image_size
+    for _ in range(args.warmup):  # the first forward passes are slow; no client should pay for them
+        policy.session().predict_action(Observation(np.full((size, size, 3), 128, np.uint8), "warm up"), seed=0)
+    budget = None
+    if args.budget:
+        from runtime.budgets import LatencyBudget, load_budget
+
+        budget = LatencyBudget(load_budget(args.budget))
+    server = PolicyServer(policy, bind=args.bind, curve=curve, max_message_bytes=int(args.max_message_mb * 2**20),
+                          budget=budget)
+    signal.signal(signal.SIGINT, lambda *_: server.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
+    server.start()
+    print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
+    server.join()
+    print("vlart serve: stopped", flush=True)
+    return 0
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from bridge.client import PolicyClient
+    from bridge.keys import load_client_keys
+
+    if bool(args.curve_keys) != bool(args.curve_client):
+        raise ValueError("--curve-keys and --curve-client go together")
+    curve = load_client_keys(args.curve_keys, args.curve_client) if args.curve_keys else None
+    image = load_image(args.image)
+    with PolicyClient(args.connect, timeout_s=args.timeout, retries=args.retries, curve=curve) as client:
+        info = client.hello()
+        result = client.infer({info["conventions"]["image_keys"][0]: image}, args.instruction, seed=args.seed)
+    if args.json:
+        print(json.dumps({
+            "model": info["model"],
+            "conventions": info["conventions"],
+            "actions": result.actions.tolist(),
+            "normalized_actions": result.normalized_actions.tolist(),
+            "action": result.action.tolist(),
+            "server_timing": result.server_timing,
+            "round_trip_ms": round(result.round_trip_ms, 3),
+        }))
+        return 0
+    names = info["conventions"]["action_names"]
+    print(f"{info['server']} protocol {info['protocol']} at {args.connect}: model {info['model']['name']}")
+    print("step " + " ".join(f"{n:>9}" for n in names))
+    for i, row in enumerate(result.actions):
+        print(f"{i:>4} " + " ".join(f"{v:>9.5f}" for v in row))
+    print("action to execute: " + " ".join(f"{v:.5f}" for v in result.action))
+    print(f"round trip {result.round_trip_ms:.1f} ms; server: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in result.server_timing.items()))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from bridge.keys import generate_keys
+
+    for path in generate_keys(args.directory, args.client or ["client"]):
+        print(path)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="serve a policy over ZeroMQ",
+                                parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True)])
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback :5555)")
+    serve.add_argument("--curve-keys", default=None, metavar="DIR", help="require CURVE: keys from `vlart keys generate`")
+    serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted (MiB)")
+    serve.add_argument("--warmup", type=int, default=1, help="forward passes before serving (default 1)")
+    serve.add_argument("--budget", default=None, help="latency budget YAML checked on every inference")
+    serve.set_defaults(func=cmd_serve, log_level=logging.INFO)  # a server logs its clients and requests
+
+    client = commands.add_parser("client", help="call a running server once and print the actions")
+    client.add_argument("--connect", default="tcp://127.0.0.1:5555", help="server endpoint")
+    client.add_argument("--image", required=True, help="RGB image file")
+    client.add_argument("--instruction", required=True)
+    client.add_argument("--seed", type=int, default=None)
+    client.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt (default 30)")
+    client.add_argument("--retries", type=int, default=1)
+    client.add_argument("--curve-keys", default=None, metavar="DIR", help="key directory (holds server.key)")
+    client.add_argument("--curve-client", default=None, metavar="NAME", help="this client's key pair in DIR/clients")
+    client.add_argument("--json", action="store_true")
+    client.set_defaults(func=cmd_client)
+
+    keys = commands.add_parser("keys", help="CURVE key pairs for the server and its clients")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = keys_commands.add_parser("generate", help="make a server key pair and client key pairs")
+    generate.add_argument("directory")
+    generate.add_argument("--client", action="append", help="client name (repeatable; default: client)")
+    generate.set_defaults(func=cmd_keys)

@@ -1,0 +1,214 @@
+"""The import layers of shared/design.md ("Who may import whom"), read from the source with ``ast``: no import cycle,
+no module importing one from a higher layer, package ``__init__`` files importing nothing of ours eagerly, and the
+robot side (layers 1, 2 and 4) free of torch, transformers and mani_skill at module level.
+
+Every ``import`` / ``from ... import`` counts, function-level ones included (a lazy import is still a dependency);
+only imports under ``if TYPE_CHECKING:`` are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("runtime", "policies", "bridge", "envs")
+
+# Layer of each module (design.md); a module not named here takes its top-level package's DEFAULT_LAYERS entry.
+LAYERS: dict[str, int] = {
+    "runtime.timing": 1, "runtime.budgets": 1, "runtime.yaml_config": 1, "runtime.resources": 1,
+    "runtime.provenance": 1,
+    "policies.interface": 2, "policies.ensemble": 2,
+    "bridge.codec": 4, "bridge.protocol": 4, "bridge.client": 4, "bridge.keys": 4, "runtime.control_loop": 4,
+    "bridge.server": 5,
+    "envs.eval_runner": 6,  # evaluation orchestration (design.md's layer 6): loads the policy and its preset inproc
+}
+DEFAULT_LAYERS = {"policies": 3, "envs": 5, "runtime": 6, "bridge": 6}
+ROBOT_SIDE = (1, 2, 4)
+# What the robot side must install and import without (design.md): the policy and simulator stacks.
+HEAVY = ("torch", "transformers", "diffusers", "safetensors", "tokenizers", "mani_skill", "sapien", "gymnasium")
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target: ``name`` (a dotted module, ours or not), where it is, and whether it runs
+    when the importing module is imported (not inside a function)."""
+
+    source: str
+    name: str
+    path: Path
+    line: int
+    module_level: bool
+
+    def __str__(self) -> str:
+        where = "module level" if self.module_level else "inside a function"
+        return f"{self.source} imports {self.name} ({self.path.relative_to(REPO)}:{self.line}, {where})"
+
+
+def module_files() -> dict[str, Path]:
+    """``{dotted module name: file}`` of every module of our packages (a package is its ``__init__``)."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+MODULES = module_files()
+
+
+def is_package(module: str) -> bool:
+    return MODULES[module].name == "__init__.py"
+
+
+def layer(module: str) -> int:
+    return LAYERS.get(module, DEFAULT_LAYERS[module.split(".")[0]])
+
+
+def _type_checking_block(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations only, never executed."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom, module: str) -> list[str]:
+    """Dotted names an import statement loads: ``from a.b import c`` loads ``a.b.c`` when that is one of our
+    modules, else ``a.b``; relative imports are resolved against ``module``."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        anchor = module.split(".") if is_package(module) else module.split(".")[:-1]
+        anchor = anchor[: len(anchor) - (node.level - 1)]
+        base = ".".join([*anchor, base] if base else anchor)
+    return [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+
+
+def imports_of(module: str) -> list[Import]:
+    path = MODULES[module]
+    found: list[Import] = []
+
+    def visit(node: ast.AST, module_level: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _type_checking_block(child):
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.extend(Import(module, name, path, child.lineno, module_level)
+                             for name in _imported_names(child, module) if name != "__future__")
+            inner = module_level and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text(), filename=str(path)), True)
+    return found
+
+
+def ours(name: str) -> str | None:
+    """The module of ours that importing ``name`` loads (the longest known prefix), or None for a third party."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in MODULES:
+            return candidate
+    return None
+
+
+IMPORTS = {module: imports_of(module) for module in MODULES}
+
+
+def project_graph() -> dict[str, dict[str, Import]]:
+    """``{module: {imported module of ours: the first statement importing it}}``."""
+    graph: dict[str, dict[str, Import]] = {}
+    for module, found in IMPORTS.items():
+        edges: dict[str, Import] = {}
+        for item in found:
+            target = ours(item.name)
+            if target is not None and target != module:
+                edges.setdefault(target, item)
+        graph[module] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, dict[str, Import]]) -> list[str]:
+    """One import cycle as ``[a, b, ..., a]``, or [] (iterative depth-first search, white/grey/black)."""
+    state: dict[str, int] = {}
+    for root in sorted(graph):
+        if state.get(root):
+            continue
+        stack: list[tuple[str, list[str]]] = [(root, sorted(graph[root]))]
+        path, state[root] = [root], 1
+        while stack:
+            node, pending = stack[-1]
+            if not pending:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+                continue
+            nxt = pending.pop(0)
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, sorted(graph[nxt])))
+    return []
+
+
+def test_the_layer_table_names_existing_modules():
+    # a module named in LAYERS that no longer exists means the table is stale
+    assert set(LAYERS) <= set(MODULES), f"LAYERS names modules that do not exist: {sorted(set(LAYERS) - set(MODULES))}"
+
+
+def test_no_import_cycle():
+    graph = project_graph()
+    cycle = find_cycle(graph)
+    if cycle:
+        steps = "\n  ".join(str(graph[a][b]) for a, b in zip(cycle, cycle[1:]))
+        pytest.fail(f"import cycle {' -> '.join(cycle)}:\n  {steps}")
+
+
+def test_no_module_imports_a_higher_layer():
+    bad = [
+        f"{item} (layer {layer(item.source)} -> layer {layer(target)})"
+        for module, edges in project_graph().items()
+        for target, item in edges.items()
+        if not is_package(target) and layer(target) > layer(module)
+    ]
+    assert not bad, "imports against design.md's layers:\n  " + "\n  ".join(bad)
+
+
+def floor(package: str) -> int:
+    """The lowest layer among a package's modules: importing any of them runs the package's ``__init__`` first."""
+    return min(layer(m) for m in MODULES if not is_package(m) and m.startswith(f"{package}."))
+
+
+def test_package_init_files_import_nothing_eagerly():
+    # An __init__ runs before any module of its package is imported, so an eager import there is a dependency of
+    # every module below it. Allowed: modules of the package itself no higher than its lowest layer (runtime.cli,
+    # all layer 6, registers its subcommands); runtime/, which holds layers 1 to 6, must stay empty.
+    bad = [
+        str(item)
+        for module in MODULES if is_package(module)
+        for item in IMPORTS[module]
+        if item.module_level and (target := ours(item.name)) is not None
+        and not (target.startswith(f"{module}.") and layer(target) <= floor(module))
+    ]
+    assert not bad, "package __init__ files must import nothing of ours eagerly:\n  " + "\n  ".join(bad)
+
+
+def test_robot_side_imports_no_policy_or_simulator_stack():
+    bad = [
+        str(item)
+        for module in MODULES
+        if not is_package(module) and layer(module) in ROBOT_SIDE
+        for item in IMPORTS[module]
+        if item.module_level and item.name.split(".")[0] in HEAVY
+    ]
+    heavy = ", ".join(HEAVY)
+    assert not bad, f"robot-side modules (layers {ROBOT_SIDE}) must not import {heavy}:\n  " + "\n  ".join(bad)
