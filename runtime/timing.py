@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 class StageTimer:
@@ -18,10 +18,13 @@ class StageTimer:
 
     ``device`` is a torch device string; ``"cuda..."`` selects CUDA events. A disabled timer records nothing and
     ``stage()`` is a bare ``yield``. ``step_detail`` asks the code being timed for finer stages (one per DDIM step).
+    ``clock`` (seconds) times CPU stages; tests inject one.
     """
 
-    def __init__(self, device: str = "cpu", enabled: bool = True, step_detail: bool = False) -> None:
+    def __init__(self, device: str = "cpu", enabled: bool = True, step_detail: bool = False,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.enabled = enabled
+        self.clock = clock
         self.step_detail = enabled and step_detail
         self._cuda = enabled and str(device).startswith("cuda")
         self._cpu_ms: dict[str, float] = {}
@@ -44,11 +47,11 @@ class StageTimer:
                 end.record()
                 self._events.append((name, start, end))
         else:
-            t0 = time.perf_counter()
+            t0 = self.clock()
             try:
                 yield
             finally:
-                self._cpu_ms[name] = self._cpu_ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+                self._cpu_ms[name] = self._cpu_ms.get(name, 0.0) + (self.clock() - t0) * 1e3
 
     def results_ms(self) -> dict[str, float]:
         """Stage name -> milliseconds (a stage entered twice is summed). Synchronises on the last CUDA event."""
