@@ -8,7 +8,8 @@ Every (preset, task) pair is one ``vlart eval --via zmq`` run: a vlart server ho
 client in the simulator workers, the official episode grid (the first ``--episodes`` of it) with the same seeds for
 every preset. The presets that prune the LLM share one calibration plan made first with ``vlart calibrate``. The table
 has SIMPLER's success (final step) and success at any step with 95% Wilson intervals, and the policy's latency as the
-simulator saw it (one control step through ZeroMQ, p50 over all steps); the JSON keeps each run's results.json path.
+simulator saw it (one control step through ZeroMQ: the median over episodes of each episode's p50); the JSON keeps
+each run's results.json path.
 """
 
 from __future__ import annotations
@@ -52,20 +53,21 @@ def evaluate(model: str, preset: str, task: str, plan: Path | None, args: argpar
     latencies = [e["policy_latency_ms"]["p50"] for e in result["episodes"] if e["policy_latency_ms"]]
     return {"preset": preset, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
             **{rule: entry[rule] for rule in SUCCESS_RULES}, "grasped": entry.get("grasped"),
-            "step_latency_ms_p50": round(float(np.median(latencies)), 2) if latencies else None,
+            "step_latency_ms_median_of_episode_p50s": round(float(np.median(latencies)), 2) if latencies else None,
             "results": str(run_dir / "results.json")}
 
 
 def table(rows: list[dict]) -> str:
     lines = [f"{'preset':<24}{'task':<34}{'success (final)':>22}{'success (any)':>22}{'grasped':>22}"
-             f"{'step p50 ms':>13}"]
+             f"{'median ep. p50 ms':>19}"]
     for row in rows:
         cells = [f"{r['successes']:>2}/{row['episodes']} [{100 * r['ci95'][0]:3.0f},{100 * r['ci95'][1]:4.0f}]%"
                  if r is not None else "-" for r in (row["success_final"], row["success_any"], row.get("grasped"))]
-        latency = f"{row['step_latency_ms_p50']:.1f}" if row["step_latency_ms_p50"] is not None else "-"
-        lines.append(f"{row['preset']:<24}{row['task']:<34}{cells[0]:>22}{cells[1]:>22}{cells[2]:>22}{latency:>13}")
+        latency = row["step_latency_ms_median_of_episode_p50s"]
+        cell = f"{latency:.1f}" if latency is not None else "-"
+        lines.append(f"{row['preset']:<24}{row['task']:<34}{cells[0]:>22}{cells[1]:>22}{cells[2]:>22}{cell:>19}")
     lines.append("successes/episodes [95% Wilson interval]; success (final) is SIMPLER's official rule, grasped its "
-                 "partial success")
+                 "partial success; latency: the median over episodes of each episode's p50 step latency")
     return "\n".join(lines)
 
 
