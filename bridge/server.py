@@ -396,21 +396,24 @@ class PolicyServer:
         finally:
             out.close(linger=1000)
 
-    def _run_guarded(self, job: Job) -> tuple[str, dict[str, Any]]:
-        """The job's reply (type, payload), encodable by construction: any failure becomes an error reply."""
+    def _run_guarded(self, job: Job) -> tuple[str, dict[str, Any], bytes]:
+        """The job's reply (type, payload) and its body for ``job.seq``, encoded here so that a reply that cannot be
+        encoded never reaches the send: any failure becomes an error reply."""
         self._busy.set()
         try:
             kind, payload = self._run(job)
-            protocol.pack(kind, job.seq, payload)  # a reply that cannot be encoded must not reach the send
-            return kind, payload
+            return kind, payload, protocol.pack(kind, job.seq, payload)
         except Exception as exc:  # the server must survive any failure in one job
             log.error("%s failed for seq %d: %s", job.kind, job.seq, traceback.format_exc())
-            return protocol.ERROR, ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}").payload()
+            error = ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}")
+            return protocol.ERROR, error.payload(), protocol.pack(protocol.ERROR, job.seq, error.payload())
         finally:
             self._busy.clear()
 
-    def _replies(self, job: Job, kind: str, payload: dict[str, Any]) -> list[tuple[list[bytes], bytes]]:
-        """(envelope, body) for every attempt waiting for ``job``; remembers the reply for later retries."""
+    def _replies(self, job: Job, kind: str, payload: dict[str, Any],
+                 body: Optional[bytes] = None) -> list[tuple[list[bytes], bytes]]:
+        """(envelope, body) for every attempt waiting for ``job`` (``body``, when given, is the reply already
+        encoded for ``job.seq``); remembers the reply for later retries."""
         with self._requests_lock:
             record = job.session.requests.get(job.request_id) if job.request_id is not None else None
             if record is None:
@@ -420,7 +423,8 @@ class PolicyServer:
                 finished = [rid for rid, r in job.session.requests.items() if r.reply is not None]
                 for rid in finished[:-REMEMBERED_REQUESTS]:
                     del job.session.requests[rid]
-        return [(envelope, protocol.pack(kind, seq, payload)) for envelope, seq in targets]
+        return [(envelope, body if body is not None and seq == job.seq else protocol.pack(kind, seq, payload))
+                for envelope, seq in targets]
 
     def _run(self, job: Job) -> tuple[str, dict[str, Any]]:
         started = time.perf_counter()
