@@ -1,7 +1,7 @@
 """The control loop at a robot's rate with a real policy: effective rate, tick jitter, stale ticks, inference delay.
 
     .venv/bin/python benchmarks/control_loop.py [--model configs/models/cogact-small.yaml] [--rate 5] [--ticks 60]
-        [--merge ensemble] [--out benchmarks/results/control_loop.json]
+        [--execution ensemble] [--out benchmarks/results/control_loop.json]
 
 The policy runs in this process (as on a robot with an onboard GPU); the camera is the sample Bridge frame and the
 robot a recorder. The refill threshold is chosen from a measured inference latency so the next chunk arrives before
@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(REPO / "configs" / "models" / "cogact-small.yaml"))
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--ticks", type=int, default=60)
-    parser.add_argument("--merge", default="ensemble", choices=["ensemble", "replace"])
+    parser.add_argument("--execution", default="ensemble", choices=["hold", "ensemble", "blend", "rtc"])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "control_loop.json"))
     args = parser.parse_args()
 
@@ -63,19 +63,19 @@ def main() -> int:
             self.actions.append(action)
 
     robot = Robot()
-    config = ControlLoopConfig(rate_hz=args.rate, refill_threshold=threshold, merge=args.merge,
+    config = ControlLoopConfig(rate_hz=args.rate, refill_threshold=threshold, execution=args.execution,
                                watchdog_s=max(2.0, 3 * latency_s))
     loop = ControlLoop(Camera(), robot, policy_predictor(policy), config)
     report = loop.run(ticks=args.ticks)
     loop.close()
     result = {
-        "benchmark": "control_loop", "model": policy.config.name, "rate_hz": args.rate, "merge": args.merge,
+        "benchmark": "control_loop", "model": policy.config.name, "rate_hz": args.rate, "execution": args.execution,
         "measured_latency_ms": round(latency_s * 1e3, 1), "refill_threshold": threshold, "chunk_length": chunk,
         "report": report.to_dict(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
     r = report
-    print(f"{policy.config.name} at {args.rate:g} Hz ({args.ticks} ticks, merge {args.merge}, inference "
+    print(f"{policy.config.name} at {args.rate:g} Hz ({args.ticks} ticks, execution {args.execution}, inference "
           f"{latency_s * 1e3:.0f} ms measured, refill below {threshold} queued actions)")
     print(f"{'effective Hz':>13}{'jitter p50':>12}{'jitter p99':>12}{'stale ratio':>13}{'delay p50':>11}"
           f"{'delay max':>11}{'infer p50':>11}{'inferences':>12}{'overruns':>10}")

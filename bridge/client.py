@@ -12,6 +12,7 @@ history) when the connection is re-established.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -181,9 +182,15 @@ class PolicyClient:
         proprio: Optional[np.ndarray] = None,
         seed: Optional[int] = None,
         timeout_s: Optional[float] = None,
+        prefix: Optional[np.ndarray] = None,
+        delay_ticks: int = 0,
     ) -> InferResult:
         """One observation -> the action chunk. ``images`` maps camera keys to (H, W, 3) uint8 frames; a bare array
-        is sent as ``primary``."""
+        is sent as ``primary``.
+
+        ``prefix`` (P, action_dim) unnormalised: the plan the robot follows from this observation's tick on; the
+        chunk reproduces its first ``delay_ticks`` rows (those that execute while it is inferred) and continues the
+        rest (real-time chunking). Without a prefix the request is a plain one."""
         if isinstance(images, np.ndarray):
             images = {"primary": images}
         payload: dict[str, Any] = {"images": dict(images), "instruction": instruction}
@@ -191,6 +198,11 @@ class PolicyClient:
             payload["proprio"] = np.asarray(proprio)
         if seed is not None:
             payload["seed"] = int(seed)
+        if prefix is not None:
+            payload["prefix"] = np.asarray(prefix, dtype=np.float32)
+            payload["delay_ticks"] = operator.index(delay_ticks)
+        elif delay_ticks != 0:
+            raise ValueError(f"delay_ticks: expected 0 without a prefix (no actions to freeze), got {delay_ticks!r}")
         reply, seq, client_timing = self.call(protocol.INFER, payload, timeout_s=timeout_s)
         server_timing = dict(reply.get("server_timing", {}))
         if "server_total_ms" in server_timing:

@@ -12,7 +12,7 @@ import msgpack
 import numpy as np
 
 from bridge.codec import CodecError, decode, encode
-from policies.interface import image_problem, instruction_problem
+from policies.interface import ChunkContinuation, Conventions, continuation_problem, image_problem, instruction_problem
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -36,6 +36,10 @@ UNAVAILABLE = "unavailable"  # the inference worker has stopped; the server must
 INTERNAL_ERROR = "internal_error"  # the server failed on a valid hello or ping
 ERROR_CODES = (BAD_MESSAGE, UNSUPPORTED_VERSION, TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST, BUSY, INFERENCE_FAILED,
                UNAVAILABLE, INTERNAL_ERROR)
+
+# What ``hello`` announces about chunk continuation (``infer``'s ``prefix`` and ``delay_ticks``): RePaint inpainting
+# at every DDIM step with RTC's exponential soft mask, as ``policies.continuation`` implements it.
+CONTINUATION = {"fields": ["prefix", "delay_ticks"], "method": "repaint", "soft_mask": "rtc_exponential"}
 
 MAX_IMAGE_SIDE = 4096
 MAX_INSTRUCTION_CHARS = 2048
@@ -137,12 +141,14 @@ def unpack(raw: bytes) -> Message:
 
 @dataclass
 class InferRequest:
-    """A validated ``infer`` payload: images by key, (H, W, 3) uint8 each."""
+    """A validated ``infer`` payload: images by key, (H, W, 3) uint8 each; ``continuation`` only when the payload
+    has a ``prefix``."""
 
     images: dict[str, np.ndarray]
     instruction: str
     proprio: Optional[np.ndarray]
     seed: Optional[int]
+    continuation: Optional[ChunkContinuation] = None
 
 
 def _bad(field: str, message: str, seq: int) -> ProtocolError:
@@ -156,7 +162,25 @@ def validate_image(value: Any, field: str, seq: int) -> np.ndarray:
     return value
 
 
-def validate_infer(payload: dict[str, Any], image_keys: tuple[str, ...], seq: int) -> InferRequest:
+def validate_continuation(payload: dict[str, Any], conventions: Conventions, seq: int) -> Optional[ChunkContinuation]:
+    """``prefix`` (P, action_dim) and ``delay_ticks`` (default 0) -> the continuation, or None without a prefix.
+    ``delay_ticks`` alone may only be 0: without a prefix there are no actions to freeze."""
+    prefix, delay_ticks = payload.get("prefix"), payload.get("delay_ticks")
+    if prefix is None:
+        if delay_ticks is None or (_is_int(delay_ticks) and delay_ticks == 0):
+            return None
+        raise _bad("payload.delay_ticks", f"expected 0 or no delay_ticks without a prefix, got {delay_ticks!r}", seq)
+    delay_ticks = 0 if delay_ticks is None else delay_ticks
+    problem = continuation_problem(prefix, delay_ticks, conventions.chunk_length, conventions.action_dim)
+    if problem is not None:
+        raise _bad(f"payload.{problem[0]}", problem[1], seq)
+    return ChunkContinuation(prefix, delay_ticks)
+
+
+def validate_infer(payload: dict[str, Any], conventions: Conventions, seq: int) -> InferRequest:
+    """The ``infer`` payload checked against the policy's ``conventions`` (image keys, chunk shape), or a
+    ``bad_request`` naming the field."""
+    image_keys = conventions.image_keys
     images = payload.get("images")
     if not isinstance(images, dict) or not images:
         raise _bad("payload.images", f"expected a map from camera key to image; required keys: {list(image_keys)}", seq)
@@ -177,4 +201,4 @@ def validate_infer(payload: dict[str, Any], image_keys: tuple[str, ...], seq: in
     seed = payload.get("seed")
     if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
         raise _bad("payload.seed", "expected a non-negative integer", seq)
-    return InferRequest(checked, instruction, proprio, seed)
+    return InferRequest(checked, instruction, proprio, seed, validate_continuation(payload, conventions, seq))

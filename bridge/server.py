@@ -155,6 +155,7 @@ class PolicyServer:
             "model": policy.metadata,
             "conventions": policy.conventions.to_dict(),
             "max_message_bytes": max_message_bytes,
+            "continuation": protocol.CONTINUATION,
         }
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -340,7 +341,7 @@ class PolicyServer:
                     return protocol.pack(record.reply[0], seq, record.reply[1])
         request = None
         if kind == protocol.INFER:
-            request = protocol.validate_infer(payload, self.policy.conventions.image_keys, seq)
+            request = protocol.validate_infer(payload, self.policy.conventions, seq)
         job = Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
                   request=request, request_id=request_id)
         with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
@@ -435,10 +436,11 @@ class PolicyServer:
         assert request is not None
         key = self.policy.conventions.image_keys[0]
         self.inferences += 1
-        output = job.session.policy.predict_action(
-            Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio),
-            seed=request.seed,
-        )
+        obs = Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio)
+        if request.continuation is None:  # policies that predate continuation have no such keyword
+            output = job.session.policy.predict_action(obs, seed=request.seed)
+        else:
+            output = job.session.policy.predict_action(obs, seed=request.seed, continuation=request.continuation)
         timing = {f"{name}_ms": round(ms, 4) for name, ms in output.timings_ms.items()}
         timing["policy_total_ms"] = timing.pop("total_ms", round((time.perf_counter() - started) * 1e3, 4))
         timing["decode_ms"] = round(job.decode_ms, 4)

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, Optional
 from envs.placements import GRIDS
 from envs.registry import TASKS, resolve_suite
 from envs.results import EpisodeRecord, latency_stats, summary_table, write_results
+from envs.timing import EpisodeSimulator, TimingConfig, run_timed_episode
 from runtime.provenance import provenance
 
 DEFAULT_EPISODES_WITHOUT_GRID = 10
@@ -59,6 +60,7 @@ class EvalConfig:
     preset: Optional[str] = None
     plan: Optional[str] = None
     grid: str = "official"  # "heldout": placements off the official grid, never seen when choosing the model
+    timing: TimingConfig = field(default_factory=TimingConfig)
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
@@ -113,7 +115,9 @@ class RemotePolicy:
         from bridge.client import PolicyClient
 
         self.client = PolicyClient(endpoint, timeout_s=timeout_s, retries=1, name=f"vlart-eval-{os.getpid()}")
-        self.model_config: Optional[dict[str, Any]] = self.client.hello()["model"].get("config")
+        hello = self.client.hello()
+        self.model_config: Optional[dict[str, Any]] = hello["model"].get("config")
+        self.conventions: dict[str, Any] = hello["conventions"]
 
     def reset(self) -> None:
         self.client.reset()
@@ -122,6 +126,11 @@ class RemotePolicy:
         result = self.client.infer(obs.image, obs.instruction, seed=seed)
         over = bool(result.budget and result.budget.get("over"))
         return result.action, result.round_trip_ms, over
+
+    def chunk(self, obs: Any, seed: int, continuation: Any) -> Any:
+        kwargs = ({"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks}
+                  if continuation is not None else {})
+        return self.client.infer(obs.image, obs.instruction, seed=seed, **kwargs).actions
 
 
 class LocalPolicy:
@@ -134,6 +143,7 @@ class LocalPolicy:
                                          overrides=config.overrides)
         self.session = policy.session()
         self.model_config: Optional[dict[str, Any]] = policy.metadata["config"]  # what a server's hello announces
+        self.conventions: dict[str, Any] = policy.conventions.to_dict()
         self.budget = None
         if config.budget:
             from runtime.budgets import LatencyBudget, load_budget
@@ -148,6 +158,10 @@ class LocalPolicy:
         over = bool(self.budget.observe(output.timings_ms)) if self.budget is not None else False
         return output.action, output.timings_ms.get("total", 0.0), over
 
+    def chunk(self, obs: Any, seed: int, continuation: Any) -> Any:
+        kwargs = {"continuation": continuation} if continuation is not None else {}
+        return self.session.predict_action(obs, seed=seed, **kwargs).actions
+
 
 def _fault_for(config: EvalConfig, job: EpisodeJob) -> Optional[tuple[str, int]]:
     if config.inject_fault is None:
@@ -157,52 +171,64 @@ def _fault_for(config: EvalConfig, job: EpisodeJob) -> Optional[tuple[str, int]]
 
 
 def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig, video_dir: Optional[Path]) -> EpisodeRecord:
-    """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env)."""
+    """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env).
+    Lockstep asks the policy for each step's (ensembled) action; the real-time modes run the control loop."""
     from envs.video import video_name, write_video
 
     record = EpisodeRecord(task=job.task, episode_id=job.episode_id, seed=job.seed)
     started = time.perf_counter()
     latencies: list[float] = []
-    env_steps: list[float] = []
-    success = False
-    frames = []
     fault = _fault_for(config, job)
+    simulator: Optional[EpisodeSimulator] = None
+
+    def check_fault(step: int) -> None:
+        if fault is not None and fault[1] == step:
+            if fault[0] == "hang":
+                time.sleep(10**6)
+            raise RuntimeError(f"injected env.step failure at step {step}")
+
     try:
-        obs = task.reset(job.episode_id, job.seed)
-        record.instruction = obs.instruction
+        first = task.reset(job.episode_id, job.seed)
+        record.instruction = first.instruction
         policy.reset()
-        frames.append(obs.image)
-        for step in range(job.max_steps):
-            action, latency_ms, over = policy.act(obs, seed=job.seed * 1000 + step)
-            latencies.append(latency_ms)
-            record.budget_violation_steps += int(over)
-            if fault is not None and fault[1] == step:
-                if fault[0] == "hang":
-                    time.sleep(10**6)
-                raise RuntimeError(f"injected env.step failure at step {step}")
-            step_started = time.perf_counter()
-            result = task.step(action)
-            env_steps.append((time.perf_counter() - step_started) * 1e3)
-            obs, success = result.observation, result.success
-            record.success_any |= success
-            record.grasped = result.grasped
-            record.steps = step + 1
-            frames.append(obs.image)
-        record.success_final = success
+        simulator = EpisodeSimulator(task, first, check_fault)
+        if config.timing.mode == "lockstep":
+            for step in range(job.max_steps):
+                action, latency_ms, over = policy.act(simulator.observe(), seed=job.seed * 1000 + step)
+                latencies.append(latency_ms)
+                record.budget_violation_steps += int(over)
+                simulator.act(action)
+        else:
+            conventions = policy.conventions
+            record.control = run_timed_episode(
+                config.timing, simulator, policy.chunk, job.seed, job.max_steps, TASKS[job.task].control_rate_hz,
+                ensemble_horizon=conventions.get("ensemble_horizon") or 1,
+                ensemble_alpha=float(((policy.model_config or {}).get("actions") or {}).get("ensemble_alpha", 0.1)),
+                chunk_length=int(conventions["chunk_length"]),
+            )
+            latencies = record.control.pop("inference_latencies_ms")
+        record.success_final = simulator.success
     except Exception as exc:  # the run continues; the failure and its reason are recorded
         record.failure = f"{type(exc).__name__}: {exc}"
         record.success_final = False
         traceback.print_exc()
     record.wall_time_s = round(time.perf_counter() - started, 3)
     record.policy_latency_ms = latency_stats(latencies)
-    record.env_step_ms = latency_stats(env_steps)
-    if video_dir is not None and frames:
-        name = video_name(job.task, job.episode_id, record.success_final, record.instruction)
-        try:
-            record.video = str(write_video(video_dir / name, frames, TASKS[job.task].control_rate_hz))
-        except Exception as exc:  # the episode's outcome stands; only its video is missing
-            record.video_error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
+    if simulator is not None:
+        record.steps = len(simulator.env_step_ms)
+        record.success_any = simulator.success_any
+        record.grasped = simulator.grasped
+        record.env_step_ms = latency_stats(simulator.env_step_ms)
+        if simulator.actions:
+            record.trace = str(simulator.write_trace(config.out / "traces" / f"{job.task.replace('/', '_')}_"
+                                                                              f"{job.episode_id:03d}.npz"))
+        if video_dir is not None:
+            name = video_name(job.task, job.episode_id, record.success_final, record.instruction)
+            try:
+                record.video = str(write_video(video_dir / name, simulator.frames, TASKS[job.task].control_rate_hz))
+            except Exception as exc:  # the episode's outcome stands; only its video is missing
+                record.video_error = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
     return record
 
 
@@ -407,6 +433,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         "workers": config.workers,
         "seed": config.seed,
         "grid": config.grid,
+        "timing": config.timing.describe({spec.name: spec.control_rate_hz for spec in resolve_suite(config.suite)}),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "provenance": {**provenance(), "model_config": model_config},
     }

@@ -33,6 +33,8 @@ class EpisodeRecord:
     budget_violation_steps: int = 0
     video: Optional[str] = None
     video_error: Optional[str] = None  # why the video could not be written (the episode's outcome stands)
+    trace: Optional[str] = None  # .npz of the executed actions (T, A), one row per step
+    control: Optional[dict[str, Any]] = None  # the control loop's report (--timing delay / wallclock)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

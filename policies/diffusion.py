@@ -2,7 +2,8 @@
 
 diffusers' ``DDIMScheduler`` with 100 training steps, ``squaredcos_cap_v2``, epsilon prediction, no clipping,
 ``set_alpha_to_one`` and leading spacing gives the timesteps 90, 80, ..., 0 and, stepped with eta = 0, CogACT's own
-update. The network is called with those original timesteps, as CogACT does.
+update. The network is called with those original timesteps, as CogACT does. With a ``RePaint`` inpainting
+(``policies.continuation``) the carried sample is blended with known actions before every step and after the last.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from policies.config import SamplerConfig
+from policies.continuation import RePaint
 from policies.torch_context import default_dtype
 from runtime.timing import StageTimer
 
@@ -65,10 +67,13 @@ class DDIMActionSampler:
         uncondition: Optional[torch.Tensor] = None,
         cfg_scale: Optional[float] = None,
         timer: Optional[StageTimer] = None,
+        inpainting: Optional[RePaint] = None,
     ) -> torch.Tensor:
         """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped.
 
-        With a ``timer`` whose ``step_detail`` is on, each loop iteration k is timed as stage ``ddim_step_k``."""
+        With a ``timer`` whose ``step_detail`` is on, each loop iteration k is timed as stage ``ddim_step_k``. With
+        ``inpainting``, x_t is inpainted before the step at t (at the noise level abar_t of that original timestep)
+        and x_0 after the last; under guidance both halves see the inpainted x, since only x is carried."""
         scale = self.config.cfg_scale if cfg_scale is None else cfg_scale
         guided = uncondition is not None and scale != 1.0
         batch = noise.shape[0]
@@ -78,10 +83,12 @@ class DDIMActionSampler:
         per_step = timer is not None and timer.step_detail
         for k, t in enumerate(self.scheduler.timesteps):
             with timer.stage(f"ddim_step_{k}") if per_step else nullcontext():
+                if inpainting is not None:
+                    x = inpainting.noised(x, float(self.scheduler.alphas_cumprod[int(t)]))
                 model_input = torch.cat([x, x], dim=0) if guided else x
                 t_batch = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=x.device)
                 eps = predict_noise(model_input, t_batch, condition)
                 if guided:
                     eps = guided_noise(eps[:batch], eps[batch:], scale)
                 x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
-        return x
+        return inpainting.finish(x) if inpainting is not None else x

@@ -54,6 +54,39 @@ class Observation:
     proprio: Optional[np.ndarray] = None
 
 
+@dataclass(frozen=True)
+class ChunkContinuation:
+    """What a new chunk must continue (real-time chunking): the robot's current plan from the observation's tick on.
+
+    ``prefix`` (P, A) unnormalised actions, row k for the k-th tick after the observation. Its first ``delay_ticks``
+    rows will execute while the new chunk is being inferred, so the new chunk reproduces them (weight 1); the rest,
+    rows [delay_ticks, P), is the old plan's overlap, which the new chunk follows with a weight decaying towards 0 at
+    row P; rows from P on are free. ``delay_ticks = 0`` with an empty prefix is an ordinary, unguided sample.
+    """
+
+    prefix: np.ndarray
+    delay_ticks: int
+
+
+def continuation_problem(
+    prefix: object, delay_ticks: object, chunk_length: int, action_dim: int
+) -> Optional[tuple[str, str]]:
+    """(field, what is wrong) with a continuation request, or None; fields are ``prefix`` and ``delay_ticks``."""
+    if not isinstance(delay_ticks, int) or isinstance(delay_ticks, bool) or not 0 <= delay_ticks < chunk_length:
+        return "delay_ticks", f"expected an integer in [0, {chunk_length}), got {delay_ticks!r}"
+    if not isinstance(prefix, np.ndarray) or prefix.dtype.kind not in "fiu":
+        return "prefix", f"expected a numeric array of shape (P, {action_dim}), got {type(prefix).__name__}"
+    if prefix.ndim != 2 or prefix.shape[1] != action_dim or prefix.shape[0] > chunk_length:
+        return "prefix", f"expected shape (P, {action_dim}) with P <= {chunk_length}, got {tuple(prefix.shape)}"
+    if prefix.shape[0] < delay_ticks:
+        return "prefix", (
+            f"expected at least delay_ticks = {delay_ticks} rows (the frozen actions), got {prefix.shape[0]}"
+        )
+    if not np.all(np.isfinite(prefix)):
+        return "prefix", "contains NaN or infinity"
+    return None
+
+
 @dataclass
 class PolicyOutput:
     """actions (T, A) unnormalised chunk; normalized_actions (T, A) clipped, gripper binarised; action (A,) the one to
@@ -92,7 +125,9 @@ class Policy(Protocol):
 
     def reset(self) -> None: ...
 
-    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput: ...
+    def predict_action(
+        self, obs: Observation, seed: Optional[int] = None, continuation: Optional[ChunkContinuation] = None
+    ) -> PolicyOutput: ...
 
 
 class ServablePolicy(Policy, Protocol):

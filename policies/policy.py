@@ -3,7 +3,8 @@
 preprocess -> front end (DINOv2+SigLIP by default: (B, 256, 2176)) -> projector (B, N, hidden) -> LLaMA -> cognition
 (B, hidden) -> DiT + DDIM (10 steps) + CFG -> normalised chunk (B, 16, 7) -> clip, binarise gripper, q01/q99 ->
 ensemble. The front end (``vision.type``, ``policies.front_ends``) may also read the instruction (FIBER, BridgeTower,
-HiCroPL), tokenised with its own tokenizer; the LLM gets it again in CogACT's prompt.
+HiCroPL), tokenised with its own tokenizer; the LLM gets it again in CogACT's prompt. A ``ChunkContinuation`` makes
+the chunk continue the robot's current plan (RePaint inpainting in the DDIM loop, ``policies.continuation``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from torch import nn
 
 from policies.action_head import DiffusionTransformer
 from policies.config import PolicyConfig
+from policies.continuation import repaint_for
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
 from policies.front_ends.registry import build_front_end
 from policies.image_transforms import center_crop, validate_image
-from policies.interface import ACTION_NAMES, Conventions, Observation, PolicyOutput, instruction_problem
+from policies.interface import (
+    ACTION_NAMES,
+    ChunkContinuation,
+    Conventions,
+    Observation,
+    PolicyOutput,
+    instruction_problem,
+)
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
 from policies.projector import FusedMLPProjector
@@ -139,12 +148,22 @@ class CogACTPolicy(nn.Module):
         seed: Optional[int] = None,
         cfg_scale: Optional[float] = None,
         timer: Optional[StageTimer] = None,
+        continuation: Optional[ChunkContinuation] = None,
     ) -> torch.Tensor:
-        """B frames (H, W, 3) uint8 + B instructions -> sampled normalised chunks (B, T, A) float32, not clipped."""
+        """B frames (H, W, 3) uint8 + B instructions -> sampled normalised chunks (B, T, A) float32, not clipped.
+
+        ``continuation`` (one for the whole batch) inpaints its prefix, normalised with ``statistics``, into every
+        chunk; ``ValueError`` naming the field when it does not fit (T, A) or there are no statistics to normalise
+        it with. Without one, or with one that constrains nothing, the sample is the plain one, bit for bit."""
         timer = timer or StageTimer(enabled=False)
+        head = self.config.action_head
+        head_dtype = self.action_head.positional_embedding.dtype
+        # Before the forward pass, so that a bad continuation costs nothing.
+        inpainting = repaint_for(
+            continuation, self.statistics, (head.chunk_length, head.action_dim), seed, self.device, head_dtype
+        )
         cognition = self.cognition_features(images, instructions, timer, self.config.vision.inference_crop_area)
         with timer.stage("action_head"):
-            head_dtype = self.action_head.positional_embedding.dtype
             noise = self.initial_noise(len(images), seed).to(self.device, head_dtype)
             self.action_head.begin_sample()
             actions = self.sampler.sample(
@@ -154,16 +173,25 @@ class CogACTPolicy(nn.Module):
                 uncondition=self.action_head.z_embedder.uncondition,
                 cfg_scale=cfg_scale,
                 timer=timer,
+                inpainting=inpainting,
             )
         return actions.float()
 
-    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput:
-        """One control step. Raises ``ValueError`` naming the field for a bad image or instruction."""
-        return self.predict_with_ensemble(obs, seed, self.ensemble)
+    def predict_action(
+        self, obs: Observation, seed: Optional[int] = None, continuation: Optional[ChunkContinuation] = None
+    ) -> PolicyOutput:
+        """One control step, continuing ``continuation``'s plan when given. Raises ``ValueError`` naming the field
+        for a bad image, instruction or continuation."""
+        return self.predict_with_ensemble(obs, seed, self.ensemble, continuation)
 
     def predict_with_ensemble(
-        self, obs: Observation, seed: Optional[int], ensemble: Optional[AdaptiveActionEnsemble]
+        self,
+        obs: Observation,
+        seed: Optional[int],
+        ensemble: Optional[AdaptiveActionEnsemble],
+        continuation: Optional[ChunkContinuation] = None,
     ) -> PolicyOutput:
+        """``predict_action`` with the chunk added to ``ensemble`` (a session's own, or none)."""
         if self.statistics is None:
             raise ValueError(
                 "actions.statistics / actions.unnorm_key: this policy has no action statistics, so its actions "
@@ -172,7 +200,9 @@ class CogACTPolicy(nn.Module):
         mode = self.config.runtime.timing
         timer = StageTimer(device=str(self.device), enabled=mode != "off", step_detail=mode == "steps")
         with timer.stage("total"):
-            normalized = self.sample_normalized([obs.image], [obs.instruction], seed=seed, timer=timer)
+            normalized = self.sample_normalized(
+                [obs.image], [obs.instruction], seed=seed, timer=timer, continuation=continuation
+            )
             with timer.stage("postprocess"):
                 actions, clipped = self.statistics.unnormalize(normalized[0].cpu().numpy())
                 action = ensemble.add(actions) if ensemble is not None else actions[0].copy()
@@ -206,5 +236,7 @@ class PolicySession:
         if self.ensemble is not None:
             self.ensemble.reset()
 
-    def predict_action(self, obs: Observation, seed: Optional[int] = None) -> PolicyOutput:
-        return self.model.predict_with_ensemble(obs, seed, self.ensemble)
+    def predict_action(
+        self, obs: Observation, seed: Optional[int] = None, continuation: Optional[ChunkContinuation] = None
+    ) -> PolicyOutput:
+        return self.model.predict_with_ensemble(obs, seed, self.ensemble, continuation)

@@ -3,10 +3,21 @@
 Every tick: read an observation, hand the robot one action, and when fewer than ``refill_threshold`` planned
 actions remain, ask for the next chunk in a worker thread (so inference overlaps execution). A chunk inferred from
 the observation of tick s plans ticks s, s+1, ...; when it arrives at tick t the rows for ticks before t are stale and
-dropped. New plans are merged with what is left: ``replace`` keeps only the newest chunk, ``ensemble`` blends every
-plan for a tick with CogACT's adaptive weights. When no valid action is ready the loop applies the **hold action**
-(zero motion, gripper unchanged), never a stale or invalid one; chunks with NaN or infinity are discarded. A watchdog
-switches to hold once no fresh chunk has arrived for ``watchdog_s``. Needs numpy only (runs on the robot side).
+dropped (an inference that is ready within its own tick, as in lockstep, is used at once). How a new chunk joins the
+plan is the **execution strategy**:
+
+- ``hold``: the newest chunk replaces the plan.
+- ``ensemble``: every plan for a tick is blended with CogACT's adaptive weights (the newest is the reference).
+- ``blend``: LeRobot's async-inference aggregation: where the old plan and the new chunk overlap, the action is
+  ``blend_old_weight * old + (1 - blend_old_weight) * new`` (0.3 / 0.7), elsewhere the new chunk's.
+- ``rtc``: real-time chunking. The request carries the plan for the ticks from the observation on
+  (``ChunkContinuation``): its first d rows, which will execute before the chunk can arrive, are frozen and the new
+  chunk (sampled to reproduce them and continue the rest) then replaces the plan. d is the largest inference delay,
+  in ticks, of the last ``rtc_delay_window`` chunks (``rtc_delay_ticks`` before the first).
+
+When no valid action is ready the loop applies the **hold action** (zero motion, gripper unchanged), never a stale or
+invalid one; chunks with NaN or infinity are discarded. A watchdog switches to hold once no fresh chunk has arrived
+for ``watchdog_s``. Needs numpy only (runs on the robot side).
 
 Time comes from the injected ``clock`` and ``sleep`` and inference runs on the injected ``executor`` (a thread by
 default), so a virtual clock can drive the loop deterministically, e.g. a simulator with a simulated latency.
@@ -24,9 +35,21 @@ from typing import Any, Callable, Optional, Protocol
 import numpy as np
 
 from policies.ensemble import adaptive_blend
-from policies.interface import Observation
+from policies.interface import ChunkContinuation, Observation
 
-ChunkPredictor = Callable[[Observation], np.ndarray]
+EXECUTION_STRATEGIES = ("hold", "ensemble", "blend", "rtc")
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    """What the predictor is asked: the observation of ``tick`` and, with ``rtc``, what the chunk must continue."""
+
+    observation: Observation
+    tick: int
+    continuation: Optional[ChunkContinuation] = None
+
+
+ChunkPredictor = Callable[[ChunkRequest], np.ndarray]
 
 
 class ObservationSource(Protocol):
@@ -40,25 +63,35 @@ class ActionSink(Protocol):
 @dataclass
 class ControlLoopConfig:
     """``gripper_index`` is the absolute gripper dimension (None if the robot has none); the other dimensions are
-    deltas, so zero is "no motion". ``initial_gripper`` is held until the first action is sent (1 = open)."""
+    deltas, so zero is "no motion". ``initial_gripper`` is held until the first action is sent (1 = open).
+    ``hold_on_inference_error``: a failed inference (a dead server, a timeout) drops the plan, so the robot holds
+    from that tick on instead of finishing the plan blind until the watchdog fires."""
 
     rate_hz: float
     action_dim: int = 7
     refill_threshold: int = 8
-    merge: str = "ensemble"
+    execution: str = "ensemble"
     ensemble_alpha: float = 0.1
     ensemble_horizon: int = 7
+    blend_old_weight: float = 0.3
+    rtc_delay_ticks: int = 0
+    rtc_delay_window: int = 5
     watchdog_s: float = 1.0
+    hold_on_inference_error: bool = False
     gripper_index: Optional[int] = -1
     initial_gripper: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
-            raise ValueError("rate_hz must be > 0")
-        if self.merge not in ("replace", "ensemble"):
-            raise ValueError(f"merge must be 'replace' or 'ensemble', got {self.merge!r}")
+            raise ValueError(f"rate_hz: expected > 0, got {self.rate_hz}")
+        if self.execution not in EXECUTION_STRATEGIES:
+            raise ValueError(f"execution: expected one of {', '.join(EXECUTION_STRATEGIES)}, got {self.execution!r}")
         if self.refill_threshold < 0 or self.ensemble_horizon < 1 or self.watchdog_s <= 0:
             raise ValueError("refill_threshold >= 0, ensemble_horizon >= 1 and watchdog_s > 0 are required")
+        if not 0.0 <= self.blend_old_weight <= 1.0:
+            raise ValueError(f"blend_old_weight: expected a weight in [0, 1], got {self.blend_old_weight}")
+        if self.rtc_delay_ticks < 0 or self.rtc_delay_window < 1:
+            raise ValueError("rtc_delay_ticks >= 0 and rtc_delay_window >= 1 are required")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -84,6 +117,7 @@ class ControlLoopReport:
     inference_delay_ticks_p50: float = 0.0
     inference_delay_ticks_max: int = 0
     last_error: Optional[str] = None
+    inference_latencies_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -102,10 +136,11 @@ class _State:
     pending: Optional[_Pending] = None
     last_fresh: float = 0.0
     gripper: float = 1.0
+    delays: list[int] = field(default_factory=list)
 
 
 class ControlLoop:
-    """Runs ``predictor`` (observation -> (T, A) chunk) against ``source`` and ``sink`` at ``config.rate_hz``.
+    """Runs ``predictor`` (``ChunkRequest`` -> (T, A) chunk) against ``source`` and ``sink`` at ``config.rate_hz``.
 
     ``executor`` runs one inference at a time; ``close()`` shuts it down.
     """
@@ -130,6 +165,7 @@ class ControlLoop:
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlart-inference")
 
     def stop(self) -> None:
+        """Ask the loop to end after the current tick (safe from another thread or a signal handler)."""
         self._stop.set()
 
     def close(self) -> None:
@@ -141,26 +177,55 @@ class ControlLoop:
             action[self.config.gripper_index] = state.gripper
         return action
 
-    def _predict(self, obs: Observation) -> tuple[np.ndarray, float]:
+    def _predict(self, request: ChunkRequest) -> tuple[np.ndarray, float]:
         """The chunk and the clock when it was ready (an executor may run it late, as a virtual clock does)."""
-        chunk = np.asarray(self.predictor(obs), dtype=np.float32)
+        chunk = np.asarray(self.predictor(request), dtype=np.float32)
         return chunk, self.clock()
 
     def _valid(self, chunk: np.ndarray) -> bool:
         return chunk.ndim == 2 and chunk.shape[1] == self.config.action_dim and bool(np.isfinite(chunk).all())
 
     def _merge(self, state: _State, chunk: np.ndarray, origin: int, now: int) -> None:
-        if self.config.merge == "replace":
+        execution = self.config.execution
+        if execution in ("hold", "rtc"):
             state.plan = {}
         for row, action in enumerate(chunk):
             tick = origin + row
             if tick < now:
                 continue  # planned for a tick that has already passed
             predictions = state.plan.setdefault(tick, [])
+            if execution == "blend" and predictions:
+                weight = self.config.blend_old_weight
+                predictions[:] = [(weight * predictions[-1] + (1.0 - weight) * action).astype(np.float32)]
+                continue
             predictions.append(action)
             del predictions[: -self.config.ensemble_horizon]
 
-    def _collect(self, state: _State, tick: int, report: ControlLoopReport, latencies: list, delays: list) -> None:
+    def _continuation(self, state: _State, tick: int) -> Optional[ChunkContinuation]:
+        """The plan from ``tick`` on as RTC's prefix, its first d rows frozen: d is the largest recent delay. Ticks
+        the plan does not cover before d are the hold action, which is what will execute there."""
+        if self.config.execution != "rtc" or not state.plan:
+            return None
+        delay = max(state.delays[-self.config.rtc_delay_window:], default=self.config.rtc_delay_ticks)
+        rows: list[np.ndarray] = []
+        for offset in range(max(max(state.plan) - tick + 1, delay)):
+            predictions = state.plan.get(tick + offset)
+            if predictions:
+                rows.append(predictions[-1])
+            elif offset < delay:
+                rows.append(self._hold_after(state, rows))
+            else:
+                break
+        return ChunkContinuation(np.stack(rows).astype(np.float32), delay)
+
+    def _hold_after(self, state: _State, rows: list[np.ndarray]) -> np.ndarray:
+        """The hold action that will follow ``rows``: no motion, the gripper where the last of them leaves it."""
+        action = self.hold_action(state)
+        if rows and self.config.gripper_index is not None:
+            action[self.config.gripper_index] = rows[-1][self.config.gripper_index]
+        return action
+
+    def _collect(self, state: _State, tick: int, report: ControlLoopReport, latencies: list) -> None:
         pending = state.pending
         if pending is None or not pending.future.done():
             return
@@ -170,10 +235,12 @@ class ControlLoop:
         except Exception as exc:  # a failing predictor must not stop the robot's loop
             report.inference_errors += 1
             report.last_error = f"{type(exc).__name__}: {exc}"
+            if self.config.hold_on_inference_error:
+                state.plan.clear()
             return
         report.inferences += 1
         latencies.append((ready - pending.started) * 1e3)
-        delays.append(tick - pending.tick)
+        state.delays.append(tick - pending.tick)
         if not self._valid(chunk):
             report.invalid_chunks += 1
             return
@@ -188,7 +255,6 @@ class ControlLoop:
         state = _State(gripper=config.initial_gripper)
         jitters: list[float] = []
         latencies: list[float] = []
-        delays: list[int] = []
         start = self.clock()
         state.last_fresh = start
         scheduled = start
@@ -203,20 +269,22 @@ class ControlLoop:
                 first_tick = now
             last_tick = now
             jitters.append(abs(now - scheduled) * 1e3)
-            self._collect(state, tick, report, latencies, delays)
+            self._collect(state, tick, report, latencies)
             obs = self.source.observe()
-            queued = sum(1 for t in state.plan if t >= tick)
-            if state.pending is None and queued < max(config.refill_threshold, 1):
-                state.pending = _Pending(self._executor.submit(self._predict, obs), tick, self.clock())
-            predictions = state.plan.pop(tick, None)
             for old in [t for t in state.plan if t < tick]:
                 del state.plan[old]
+            if state.pending is None and len(state.plan) < max(config.refill_threshold, 1):
+                request = ChunkRequest(obs, tick, self._continuation(state, tick))
+                state.pending = _Pending(self._executor.submit(self._predict, request), tick, self.clock())
+                self._collect(state, tick, report, latencies)  # ready within this tick (lockstep): use it now
+            predictions = state.plan.pop(tick, None)
             if now - state.last_fresh > config.watchdog_s:
                 report.watchdog_ticks += 1
                 state.plan.clear()
                 predictions = None
             if predictions:
-                action = adaptive_blend(predictions, config.ensemble_alpha).astype(np.float32)
+                action = (predictions[0] if len(predictions) == 1
+                          else adaptive_blend(predictions, config.ensemble_alpha).astype(np.float32))
                 if config.gripper_index is not None:
                     state.gripper = float(action[config.gripper_index])
             else:
@@ -235,10 +303,11 @@ class ControlLoop:
         report.jitter_p50_ms = round(_percentile(jitters, 50), 3)
         report.jitter_p99_ms = round(_percentile(jitters, 99), 3)
         report.stale_ratio = round(report.stale_ticks / tick, 4) if tick else 0.0
+        report.inference_latencies_ms = [round(value, 3) for value in latencies]
         report.inference_latency_p50_ms = round(_percentile(latencies, 50), 3)
         report.inference_latency_p95_ms = round(_percentile(latencies, 95), 3)
-        report.inference_delay_ticks_p50 = round(_percentile(delays, 50), 2)
-        report.inference_delay_ticks_max = max(delays, default=0)
+        report.inference_delay_ticks_p50 = round(_percentile(state.delays, 50), 2)
+        report.inference_delay_ticks_max = max(state.delays, default=0)
         return report
 
 
@@ -247,11 +316,24 @@ def ticks_of_delay(latency_s: float, rate_hz: float) -> int:
     return math.ceil(latency_s * rate_hz)
 
 
-def policy_predictor(policy: Any) -> ChunkPredictor:
-    """A ``Policy`` in this process (``predict_action(obs).actions``) as a chunk predictor."""
-    return lambda obs: policy.predict_action(obs).actions
+def policy_predictor(policy: Any, seed: Optional[Callable[[int], int]] = None) -> ChunkPredictor:
+    """A ``Policy`` in this process as a chunk predictor; ``seed(tick)`` seeds each inference's noise."""
+
+    def predict(request: ChunkRequest) -> np.ndarray:
+        kwargs = {"continuation": request.continuation} if request.continuation is not None else {}
+        return policy.predict_action(request.observation, seed=seed(request.tick) if seed else None, **kwargs).actions
+
+    return predict
 
 
-def client_predictor(client: Any) -> ChunkPredictor:
-    """A ``bridge.client.PolicyClient`` (a remote server) as a chunk predictor."""
-    return lambda obs: client.infer(obs.image, obs.instruction, proprio=obs.proprio).actions
+def client_predictor(client: Any, seed: Optional[Callable[[int], int]] = None) -> ChunkPredictor:
+    """A ``bridge.client.PolicyClient`` (a remote server) as a chunk predictor; ``seed(tick)`` as above."""
+
+    def predict(request: ChunkRequest) -> np.ndarray:
+        obs, continuation = request.observation, request.continuation
+        kwargs = ({"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks}
+                  if continuation is not None else {})
+        return client.infer(obs.image, obs.instruction, proprio=obs.proprio,
+                            seed=seed(request.tick) if seed else None, **kwargs).actions
+
+    return predict

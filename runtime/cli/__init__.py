@@ -1,5 +1,5 @@
 """The ``vlart`` command: one entry point, one subcommand per job, grouped in one module per domain (``policy``,
-``serving``, ``evaluation``, ``data``); the model options they share are defined once in ``common``.
+``serving``, ``evaluation``, ``data``, ``robot``); the model options they share are defined once in ``common``.
 
 Heavy imports (torch, transformers) happen inside the subcommands, so ``vlart --help`` is instant and the robot
 side never pays for them.
@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
-from runtime.cli import data, evaluation, policy, serving
+from runtime.cli import data, evaluation, policy, robot, serving
 
 # No code path may reach a model hub: everything is built from configs or read from local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     chatter.add_argument("--debug", action="store_true",
                          help="log everything (DEBUG) and print the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (policy, serving, evaluation, data):
+    for group in (policy, serving, robot, evaluation, data):
         group.register(commands)
     return parser
 

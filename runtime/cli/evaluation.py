@@ -13,14 +13,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from envs.eval_runner import EvalConfig, describe, run_eval
+    from envs.timing import TimingConfig, latency_from_profile
 
+    if args.latency_ms is not None and args.latency_from:
+        raise ValueError("--latency-ms and --latency-from: give one latency, not both")
+    if args.latency_scale != 1.0 and not args.latency_from:
+        raise ValueError("--latency-scale scales a profile's latency: it needs --latency-from")
+    latency_ms, source = args.latency_ms, "--latency-ms" if args.latency_ms is not None else None
+    if args.latency_from:
+        latency_ms, source = latency_from_profile(args.latency_from, args.latency_scale)
+    timing = TimingConfig(args.timing, args.execution, latency_ms, source)
     out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     config = EvalConfig(
         suite=args.suite, model=args.model, via=args.via, connect=args.connect, episodes=args.episodes,
         max_steps=args.max_steps, workers=args.workers, out=out, seed=args.seed, overrides=args.set or [],
         unnorm_key=args.unnorm_key, budget=args.budget, step_timeout_s=args.step_timeout,
         episode_timeout_s=args.episode_timeout, video=not args.no_video, inject_fault=args.inject_fault,
-        preset=args.preset, plan=args.plan, grid=args.grid,
+        preset=args.preset, plan=args.plan, grid=args.grid, timing=timing,
     )
     result = run_eval(config)
     print(describe(result).replace("results.json", str(out / "results.json")))
@@ -74,6 +83,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--grid", default="official", choices=["official", "heldout"],
                           help="official: SIMPLER's episode grid (the test set; default); heldout: placements off it, "
                                "for choosing settings (envs/placements.py)")
+    evaluate.add_argument("--timing", default="lockstep", choices=["lockstep", "delay", "wallclock"],
+                          help="lockstep: the simulator waits for the policy (SIMPLER's protocol; default); delay: a "
+                               "simulated latency of d = ceil(latency / period) ticks, reproducible; wallclock: "
+                               "paced in real time with this machine's latency")
+    evaluate.add_argument("--execution", default="ensemble", choices=["hold", "ensemble", "blend", "rtc"],
+                          help="how chunks are executed under delay/wallclock timing: hold (newest chunk replaces), "
+                               "ensemble (CogACT's adaptive ensemble; default), blend (LeRobot's 0.3/0.7 average), "
+                               "rtc (real-time chunking: inpaint the new chunk to continue the executing one)")
+    evaluate.add_argument("--latency-ms", type=float, default=None, help="--timing delay: the inference latency")
+    evaluate.add_argument("--latency-from", default=None, metavar="PROFILE.json[:PRESET]",
+                          help="--timing delay: the p50 of the whole predict in a `vlart profile --json` file")
+    evaluate.add_argument("--latency-scale", type=float, default=1.0,
+                          help="multiply --latency-from's latency (e.g. to model a slower or faster machine)")
     evaluate.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the full grid)")
     evaluate.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
     evaluate.add_argument("--workers", type=int, default=1, help="worker processes")

@@ -9,8 +9,9 @@ import zmq
 from bridge import protocol
 from bridge.client import PolicyClient, PolicyTimeout, ServerError
 from bridge.server import PolicyServer
-from policies.interface import Observation
+from policies.interface import ChunkContinuation, Observation
 from tests.bridge.conftest import GatedPolicy, wait_for
+from tests.policies.test_continuation import plan_prefix
 
 
 def test_hello_announces_model_and_conventions(client):
@@ -21,6 +22,8 @@ def test_hello_announces_model_and_conventions(client):
     assert conv["action_dim"] == 7 and conv["chunk_length"] == 16 and conv["control_rate_hz"] == 5.0
     assert conv["image_keys"] == ["primary"] and conv["image_size"] == 224
     assert conv["gripper"].startswith("absolute: 1 = open") and conv["rotation"] == "euler_xyz_delta"
+    assert info["continuation"] == {"fields": ["prefix", "delay_ticks"], "method": "repaint",
+                                    "soft_mask": "rtc_exponential"}
 
 
 def test_infer_matches_the_policy_called_directly(client, tiny_policy, frame):
@@ -480,3 +483,61 @@ def test_an_instruction_of_only_image_placeholders_is_a_bad_request(client, fram
         client.infer(frame, " <IMAGE> <image>")
     assert info.value.code == "bad_request" and info.value.field == "payload.instruction"
     assert "empty once CogACT's prompt builder removes '<image>'" in info.value.message
+
+
+def test_infer_with_a_prefix_reproduces_its_frozen_rows(client, tiny_policy, frame):
+    prefix = plan_prefix(tiny_policy.statistics, 6)
+    result = client.infer(frame, "put the carrot on the plate", seed=5, prefix=prefix, delay_ticks=3)
+    np.testing.assert_allclose(result.actions[:3], prefix[:3], atol=1e-5)
+    direct = tiny_policy.session().predict_action(Observation(frame, "put the carrot on the plate"), seed=5,
+                                                  continuation=ChunkContinuation(prefix, delay_ticks=3))
+    np.testing.assert_array_equal(result.actions, direct.actions)
+    plain = client.infer(frame, "put the carrot on the plate", seed=5)
+    assert not np.array_equal(plain.actions, result.actions)
+
+
+def test_a_prefix_without_delay_ticks_and_delay_ticks_zero_alone(client, tiny_policy, frame):
+    obs = Observation(frame, "open the drawer")
+    prefix = plan_prefix(tiny_policy.statistics, 4)
+    base = {"images": {"primary": frame}, "instruction": obs.instruction, "seed": 2}
+    soft_only, _, _ = client.call(protocol.INFER, {**base, "prefix": prefix})  # delay_ticks defaults to 0
+    direct = tiny_policy.session().predict_action(obs, seed=2, continuation=ChunkContinuation(prefix, 0))
+    np.testing.assert_array_equal(soft_only["actions"], direct.actions)
+    zero_alone, _, _ = client.call(protocol.INFER, {**base, "delay_ticks": 0})  # nothing to continue: a plain infer
+    np.testing.assert_array_equal(zero_alone["actions"], tiny_policy.session().predict_action(obs, seed=2).actions)
+
+
+def test_a_policy_without_the_continuation_keyword_still_serves_plain_infers(tiny_policy, frame):
+    server = PolicyServer(GatedPolicy(tiny_policy, gated=False), bind="tcp://127.0.0.1:*").start()
+    try:
+        with PolicyClient(server.endpoint, timeout_s=60) as c:
+            result = c.infer(frame, "pick coke can", seed=1)
+        direct = tiny_policy.session().predict_action(Observation(frame, "pick coke can"), seed=1)
+        np.testing.assert_array_equal(result.actions, direct.actions)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "extra, field, text",
+    [
+        ({"prefix": np.zeros((3, 6), np.float32)}, "payload.prefix", "expected shape (P, 7) with P <= 16, got (3, 6)"),
+        ({"prefix": np.zeros((17, 7), np.float32)}, "payload.prefix", "with P <= 16, got (17, 7)"),
+        ({"prefix": np.full((4, 7), np.nan, np.float32)}, "payload.prefix", "contains NaN or infinity"),
+        ({"prefix": np.zeros((2, 7), np.float32), "delay_ticks": 3}, "payload.prefix",
+         "expected at least delay_ticks = 3 rows"),
+        ({"prefix": [[0.0] * 7]}, "payload.prefix", "expected a numeric array of shape (P, 7), got list"),
+        ({"prefix": np.zeros((2, 7), bool)}, "payload.prefix", "expected a numeric array"),
+        ({"prefix": np.zeros((4, 7), np.float32), "delay_ticks": 16}, "payload.delay_ticks",
+         "expected an integer in [0, 16), got 16"),
+        ({"prefix": np.zeros((4, 7), np.float32), "delay_ticks": -1}, "payload.delay_ticks", "got -1"),
+        ({"prefix": np.zeros((4, 7), np.float32), "delay_ticks": 1.5}, "payload.delay_ticks", "got 1.5"),
+        ({"prefix": np.zeros((4, 7), np.float32), "delay_ticks": True}, "payload.delay_ticks", "got True"),
+        ({"delay_ticks": 2}, "payload.delay_ticks", "expected 0 or no delay_ticks without a prefix, got 2"),
+    ],
+)
+def test_a_bad_continuation_is_a_bad_request_naming_the_field(client, frame, extra, field, text):
+    payload = {"images": {"primary": frame}, "instruction": "pick coke can", **extra}
+    with pytest.raises(ServerError) as info:
+        client.call(protocol.INFER, payload)
+    assert info.value.code == "bad_request" and info.value.field == field and text in info.value.message

@@ -1,7 +1,6 @@
 """The control loop on a virtual clock: a prediction's result is released when the virtual clock reaches its
 submission time plus its latency, so ticks, stale counts and delays are exact whatever the machine's load."""
 
-from concurrent.futures import Executor, Future
 from typing import Callable, Optional
 
 import numpy as np
@@ -9,41 +8,8 @@ import pytest
 
 from policies.ensemble import adaptive_blend
 from policies.interface import Observation
-from runtime.control_loop import ControlLoop, ControlLoopConfig
-
-
-class VirtualTime(Executor):
-    """A clock, a sleep and a single-slot executor in virtual time. ``latency(call)`` is the virtual time the
-    call-th prediction (from 1) takes; it runs when the clock reaches its deadline, so it sees the clock there."""
-
-    def __init__(self, latency: Callable[[int], float]) -> None:
-        self.now = 0.0
-        self.latency = latency
-        self.calls = 0
-        self._due: list[tuple[float, Future, Callable, tuple]] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        target = self.now + seconds
-        for deadline, future, fn, args in sorted(self._due, key=lambda job: job[0]):
-            if deadline > target:
-                break
-            self._due.remove((deadline, future, fn, args))
-            self.now = deadline
-            try:
-                future.set_result(fn(*args))
-            except Exception as exc:
-                future.set_exception(exc)
-        self.now = target
-
-    def submit(self, fn, *args, **kwargs) -> Future:
-        assert not self._due, "the loop runs one inference at a time"
-        self.calls += 1
-        future: Future = Future()
-        self._due.append((self.now + self.latency(self.calls), future, fn, args))
-        return future
+from runtime.control_loop import ChunkRequest, ControlLoop, ControlLoopConfig
+from runtime.virtual_time import VirtualTime
 
 
 def run_virtual(predictor, config: ControlLoopConfig, ticks: int, latency: Callable[[int], float]):
@@ -76,8 +42,10 @@ class TracedPolicy:
         self.chunk = chunk
         self.gripper = gripper
         self.calls = 0
+        self.requests: list[ChunkRequest] = []
 
-    def __call__(self, obs):
+    def __call__(self, request):
+        self.requests.append(request)
         self.calls += 1
         chunk = np.zeros((self.chunk, 7), np.float32)
         chunk[:, 0] = 0.01
@@ -94,7 +62,7 @@ def traced(actions) -> list[Optional[tuple[int, int]]]:
 
 def test_overlaps_inference_with_execution():
     # 120 ms at 20 Hz: a chunk asked for at tick s is ready at tick s + 3; the refill starts below 6 queued rows.
-    config = ControlLoopConfig(rate_hz=20, refill_threshold=6, merge="replace")
+    config = ControlLoopConfig(rate_hz=20, refill_threshold=6, execution="hold")
     report, actions = run_virtual(TracedPolicy(), config, ticks=80, latency=lambda call: 0.12)
     # Chunks are asked for at ticks 0, 11, 22, ... and arrive at 3, 14, 25, ...; the arriving chunk's rows 0-2 are
     # for ticks already past, so it starts at row 3 and the robot never waits again.
@@ -130,8 +98,8 @@ def test_hold_keeps_the_last_gripper_command():
 def test_nan_chunks_are_never_emitted():
     policy = TracedPolicy()
 
-    def flaky(obs):
-        chunk = policy(obs)
+    def flaky(request):
+        chunk = policy(request)
         if policy.calls % 2 == 0:
             chunk[3, 2] = np.nan
         if policy.calls % 3 == 0:
@@ -139,7 +107,7 @@ def test_nan_chunks_are_never_emitted():
         return chunk
 
     # 5 ms at 50 Hz: ready at the next tick; the refill starts below 14 queued rows, i.e. every 2 ticks.
-    config = ControlLoopConfig(rate_hz=50, refill_threshold=14, merge="replace")
+    config = ControlLoopConfig(rate_hz=50, refill_threshold=14, execution="hold")
     report, actions = run_virtual(flaky, config, ticks=30, latency=lambda call: 0.005)
     # Chunks neither even nor a multiple of 3 are valid; an invalid one is replaced at the next tick.
     executed = {chunk for chunk, _ in filter(None, traced(actions))}
@@ -151,7 +119,7 @@ def test_nan_chunks_are_never_emitted():
 def test_wrong_shape_and_exceptions_are_counted_not_emitted():
     calls = {"n": 0}
 
-    def broken(obs):
+    def broken(request):
         calls["n"] += 1
         if calls["n"] % 2:
             raise RuntimeError("camera unplugged")
@@ -176,7 +144,7 @@ def test_watchdog_stops_motion_when_chunks_stop_arriving():
 
 
 def test_ensemble_merge_blends_overlapping_plans():
-    config = ControlLoopConfig(rate_hz=20, refill_threshold=14, merge="ensemble", ensemble_alpha=0.1)
+    config = ControlLoopConfig(rate_hz=20, refill_threshold=14, execution="ensemble", ensemble_alpha=0.1)
     _, actions = run_virtual(TracedPolicy(), config, ticks=6, latency=lambda call: 0.03)
     # Chunk 1 (asked at tick 0) plans ticks 1-15, chunk 2 (asked at tick 3) ticks 4-18: tick 4 blends chunk 1's
     # row 4 with chunk 2's row 1, the newer one the reference.
@@ -187,8 +155,10 @@ def test_ensemble_merge_blends_overlapping_plans():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="merge must be"):
-        ControlLoopConfig(rate_hz=5, merge="average")
+    with pytest.raises(ValueError, match="execution: expected one of hold, ensemble, blend, rtc"):
+        ControlLoopConfig(rate_hz=5, execution="average")
+    with pytest.raises(ValueError, match="blend_old_weight"):
+        ControlLoopConfig(rate_hz=5, blend_old_weight=1.5)
     with pytest.raises(ValueError, match="rate_hz"):
         ControlLoopConfig(rate_hz=0)
 
@@ -214,3 +184,101 @@ def test_real_time_smoke_through_the_thin_client(tiny_policy):
     assert report.inferences >= 1 and report.invalid_chunks == 0 and report.inference_errors == 0
     assert any(a[:6].any() for a in sink.actions), "a chunk was executed"
     assert all(np.isfinite(a).all() and a.shape == (7,) for a in sink.actions)
+
+
+def test_zero_latency_is_lockstep_one_fresh_chunk_per_tick():
+    # An inference ready within its own tick is used at once: every tick executes row 0 of a chunk of its own
+    # observation, as SIMPLER's lockstep protocol does.
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="hold")
+    policy = TracedPolicy()
+    report, actions = run_virtual(policy, config, ticks=6, latency=lambda call: 0.0)
+    assert traced(actions) == [(n, 0) for n in range(1, 7)]
+    assert [r.tick for r in policy.requests] == list(range(6))
+    assert report.stale_ticks == 0 and report.inference_delay_ticks_max == 0
+
+
+def test_latency_of_whole_periods_lands_exactly_on_the_tick():
+    # 0.4 s at 5 Hz is exactly 2 ticks (no float rounding makes it 3): the chunk asked for at tick s runs from
+    # row 2 at tick s + 2; with continuous refills a new chunk replaces the plan every 2 ticks.
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="hold")
+    report, actions = run_virtual(TracedPolicy(), config, ticks=9, latency=lambda call: 0.4)
+    assert traced(actions) == [None, None, (1, 2), (1, 3), (2, 2), (2, 3), (3, 2), (3, 3), (4, 2)]
+    assert report.inference_delay_ticks_p50 == 2 and report.inference_delay_ticks_max == 2
+
+
+def test_blend_weights_old_and_new_plans_as_lerobot():
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="blend", blend_old_weight=0.3)
+    _, actions = run_virtual(TracedPolicy(), config, ticks=4, latency=lambda call: 0.2)
+    # Chunk 1 (asked at tick 0) arrives at tick 1; chunk 2 (asked at tick 1) arrives at tick 2 and overlaps chunk 1
+    # from tick 2 on: 0.3 * chunk 1 + 0.7 * chunk 2 there. Chunk 3 arrives at tick 3 onto that blend.
+    first = TracedPolicy()(None)
+    second = first.copy()
+    second[:, 1] = 2
+    third = first.copy()
+    third[:, 1] = 3
+    np.testing.assert_allclose(actions[1], first[1])
+    np.testing.assert_allclose(actions[2], 0.3 * first[2] + 0.7 * second[1], rtol=1e-6)
+    np.testing.assert_allclose(actions[3], 0.3 * (0.3 * first[3] + 0.7 * second[2]) + 0.7 * third[1], rtol=1e-6)
+
+
+def test_rtc_sends_the_plan_with_its_delay_and_the_new_chunk_replaces_it():
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="rtc", rtc_delay_ticks=2)
+    policy = TracedPolicy()
+    report, actions = run_virtual(policy, config, ticks=7, latency=lambda call: 0.4)
+    first, second = policy.requests[0], policy.requests[1]
+    assert first.continuation is None  # nothing planned yet: an ordinary sample
+    # Chunk 1 (asked at tick 0) arrives at tick 2, whose row 2 runs there; chunk 2 is asked for at tick 2 with the
+    # plan from tick 2 on (chunk 1's rows 2..15) and d = 2 measured.
+    assert second.tick == 2 and second.continuation.delay_ticks == 2
+    np.testing.assert_array_equal(second.continuation.prefix, policy_rows(1, range(2, 16)))
+    assert traced(actions) == [None, None, (1, 2), (1, 3), (2, 2), (2, 3), (3, 2)]
+
+
+def test_rtc_pads_the_frozen_rows_with_holds_where_the_plan_runs_out():
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="rtc", initial_gripper=1.0)
+    policy = TracedPolicy(chunk=3, gripper=0.0)
+    run_virtual(policy, config, ticks=5, latency=lambda call: 0.4)
+    # Chunk 1 (3 rows) arrives at tick 2 and plans only tick 2; chunk 2's delay is 2: one planned row, one hold.
+    prefix = policy.requests[1].continuation.prefix
+    assert policy.requests[1].continuation.delay_ticks == 2 and prefix.shape == (2, 7)
+    np.testing.assert_array_equal(prefix[0], policy_rows(1, [2], chunk=3)[0])
+    np.testing.assert_array_equal(prefix[1], np.array([0, 0, 0, 0, 0, 0, 0.0], np.float32))  # gripper closed by row 2
+
+
+def policy_rows(number: int, rows, chunk: int = 16) -> np.ndarray:
+    chunk_array = TracedPolicy(chunk=chunk)(None)
+    chunk_array[:, 1] = number
+    return chunk_array[list(rows)]
+
+
+def test_stop_ends_the_loop_after_the_current_tick():
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16)
+    time_ = VirtualTime(0.0)
+    sink = Recorder()
+    loop = None
+
+    class StopAfterThree(Recorder):
+        def act(self, action):
+            super().act(action)
+            if len(self.actions) == 3:
+                loop.stop()
+
+    sink = StopAfterThree()
+    loop = ControlLoop(StaticCamera(), sink, TracedPolicy(), config, clock=time_.clock, sleep=time_.sleep,
+                       executor=time_)
+    assert loop.run(ticks=10).ticks == 3 and len(sink.actions) == 3
+
+
+def test_hold_on_inference_error_drops_the_plan_at_once():
+    policy = TracedPolicy()
+
+    def dies_after_first(request):
+        if policy.calls >= 1:
+            raise ConnectionError("server gone")
+        return policy(request)
+
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="hold", hold_on_inference_error=True)
+    report, actions = run_virtual(dies_after_first, config, ticks=5, latency=lambda call: 0.2)
+    # Chunk 1 arrives at tick 1 and runs there; the next request fails at tick 2: hold from tick 2 on.
+    assert traced(actions) == [None, (1, 1), None, None, None]
+    assert report.inference_errors >= 1 and report.last_error == "ConnectionError: server gone"

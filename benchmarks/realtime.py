@@ -1,0 +1,194 @@
+"""What inference latency costs on a robot, and what each chunk-execution strategy and EfficientVLA buy back.
+
+    MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
+        [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
+        [--strategies hold ensemble blend rtc] [--accel] [--wallclock] [--workers 2]
+        [--out benchmarks/results/realtime] [--report-only]
+
+Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
+every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
+chunk at tick t + d, for d = 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each
+execution strategy. ``--accel`` adds "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies:
+the baseline at 234 ms (d = 2) is already a cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added
+for each strategy. ``--wallclock`` adds one ``--timing wallclock`` run per task (real time, this CPU's latency,
+through ``vlart serve``); run it alone on the machine, as its latency is whatever the machine gives.
+
+Cells already on disk are reused (the run resumes where it stopped); ``--report-only`` only rebuilds the table, the
+JSON (``realtime.json``) and the plot (``realtime.png``: success vs delay, one line per strategy, 95 % Wilson
+intervals) from them. Delay mode depends on d only, never on the machine's load, so cells may run next to anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TASKS = ["simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate"]
+STRATEGIES = ["hold", "ensemble", "blend", "rtc"]
+PERIOD_MS = 200.0  # the Bridge tasks' 5 Hz
+PAPER_LATENCY_MS = {"baseline": 234.0, "efficientvla-l28-t112": 121.0}  # CogACT-Base on an A40 (EfficientVLA paper)
+PLAN = REPO / "benchmarks" / "results" / "success_by_preset" / "plan.json"  # the demo model's calibration plan
+
+
+def cell_dir(out: Path, task: str, name: str) -> Path:
+    return out / "runs" / task.replace("/", "__") / name
+
+
+def run_cell(args: argparse.Namespace, task: str, name: str, extra: list[str]) -> Optional[Path]:
+    run_dir = cell_dir(args.out, task, name)
+    if (run_dir / "results.json").exists():
+        return run_dir
+    if args.report_only:
+        return None
+    command = [sys.executable, "-m", "runtime.cli", "eval", "--suite", task, "--model", args.model,
+               "--workers", str(args.workers), "--no-video", "--out", str(run_dir), *extra]
+    print("$", " ".join(command), flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO)
+    print(f"  {name} on {task}: {time.perf_counter() - started:.0f} s", flush=True)
+    return run_dir
+
+
+def summarize(run_dir: Path, task: str, **labels: Any) -> dict[str, Any]:
+    result = json.loads((run_dir / "results.json").read_text())
+    entry = result["tasks"][task]
+    controls = [e["control"] for e in result["episodes"] if e.get("control")]
+    row = {**labels, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
+           "success_final": entry["success_final"], "success_any": entry["success_any"],
+           "grasped": entry.get("grasped"), "timing": result["timing"], "results": str(run_dir / "results.json")}
+    if controls:
+        row["stale_ratio_mean"] = round(sum(c["stale_ratio"] for c in controls) / len(controls), 4)
+        row["inferences_mean"] = round(sum(c["inferences"] for c in controls) / len(controls), 2)
+        row["inference_delay_ticks_p50_mean"] = round(
+            sum(c["inference_delay_ticks_p50"] for c in controls) / len(controls), 2)
+        if result["timing"]["mode"] == "wallclock":
+            for key in ("effective_rate_hz", "jitter_p99_ms", "inference_latency_p50_ms"):
+                row[f"{key}_mean"] = round(sum(c[key] for c in controls) / len(controls), 3)
+    return row
+
+
+def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run (or reuse) every requested cell, the most informative first: d = 2, the paper's baseline latency."""
+    rows = []
+    for d in args.delays:
+        for strategy in args.strategies:
+            for task in args.tasks:
+                name = f"d{d}-{strategy}"
+                run_dir = run_cell(args, task, name, ["--via", "inproc", "--timing", "delay", "--latency-ms",
+                                                      f"{d * PERIOD_MS:g}", "--execution", strategy])
+                if run_dir is not None:
+                    rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution=strategy))
+    if args.accel:
+        latency = PAPER_LATENCY_MS["efficientvla-l28-t112"]
+        for strategy in args.strategies:
+            for task in args.tasks:
+                name = f"l28t112-{latency:g}ms-{strategy}"
+                run_dir = run_cell(args, task, name, [
+                    "--via", "inproc", "--preset", "efficientvla-l28-t112", "--plan", str(PLAN), "--timing", "delay",
+                    "--latency-ms", f"{latency:g}", "--execution", strategy])
+                if run_dir is not None:
+                    rows.append(summarize(run_dir, task, preset="efficientvla-l28-t112", latency_ms=latency,
+                                          delay_ticks=1, execution=strategy))
+    if args.wallclock:
+        for strategy in args.wallclock_strategies:
+            for task in args.tasks:
+                run_dir = run_cell(args, task, f"wallclock-{strategy}",
+                                   ["--via", "zmq", "--timing", "wallclock", "--execution", strategy, "--workers", "1"])
+                if run_dir is not None:
+                    rows.append(summarize(run_dir, task, preset="baseline", execution=strategy, timing="wallclock"))
+    return rows
+
+
+def percent(rate: dict[str, Any]) -> str:
+    low, high = rate["ci95"]
+    return f"{rate['successes']:>2}/{'':0}{100 * rate['rate']:5.1f}% [{100 * low:4.1f}, {100 * high:5.1f}]"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'task':<32}{'preset':<23}{'d':>3}{'execution':>10}{'success (final)':>28}{'grasped':>28}"
+             f"{'stale':>7}"]
+    for row in rows:
+        d = row.get("delay_ticks", "wc")
+        grasped = percent(row["grasped"]) if row.get("grasped") else "-"
+        lines.append(f"{row['task']:<32}{row['preset']:<23}{d!s:>3}{row['execution']:>10}"
+                     f"{percent(row['success_final']):>28}{grasped:>28}{row.get('stale_ratio_mean', 0):>7.2f}")
+    lines.append("d: ticks between an observation and its chunk (delay mode; wc = wallclock); stale: share of ticks "
+                 "that held; brackets: 95% Wilson interval over the task's 24 episodes")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for offset, strategy in enumerate(STRATEGIES):
+            points = sorted((r["delay_ticks"], r["success_final"]) for r in rows if r["task"] == task
+                            and r["preset"] == "baseline" and r["execution"] == strategy and "delay_ticks" in r)
+            if not points:
+                continue
+            xs = [d + 0.06 * (offset - 1.5) for d, _ in points]  # side by side, so the intervals stay readable
+            ys = [100 * s["rate"] for _, s in points]
+            errors = [[100 * (s["rate"] - s["ci95"][0]) for _, s in points],
+                      [100 * (s["ci95"][1] - s["rate"]) for _, s in points]]
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=strategy)
+        for row in rows:
+            if row["task"] == task and row["preset"] != "baseline":
+                s = row["success_final"]
+                ax.scatter([row["delay_ticks"] + 0.3], [100 * s["rate"]], marker="*", s=80,
+                           label=f"l28-t112 {row['execution']}")
+        ax.set_title(task.split("/")[-1])
+        ax.set_xlabel("inference delay d (ticks at 5 Hz; 200 ms each)")
+        ax.set_ylabel("success (final step), %")
+        ax.set_ylim(-5, 105)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(REPO / "checkpoints" / "cogact-demo"))
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--delays", nargs="+", type=int, default=[2, 1, 4, 0])
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--accel", action="store_true", help="add efficientvla-l28-t112 at the paper's 121 ms")
+    parser.add_argument("--wallclock", action="store_true", help="add one real-time run per task (run it alone)")
+    parser.add_argument("--wallclock-strategies", nargs="+", default=["ensemble"], choices=STRATEGIES)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "realtime")
+    parser.add_argument("--report-only", action="store_true", help="only tabulate and plot the cells on disk")
+    args = parser.parse_args()
+    if any(d < 0 for d in args.delays):
+        parser.error("--delays: expected ticks >= 0")
+    rows = cells(args)
+    if not rows:
+        print("no cells on disk yet")
+        return 1
+    print(table(rows))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "realtime.json").write_text(json.dumps({
+        "benchmark": "realtime", "model": args.model, "period_ms": PERIOD_MS, "machine": platform.processor()
+        or platform.machine(), "paper_latency_ms": PAPER_LATENCY_MS, "rows": rows}, indent=2))
+    plot(rows, args.out / "realtime.png")
+    print(f"wrote {args.out / 'realtime.json'} and {args.out / 'realtime.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

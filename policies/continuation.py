@@ -1,0 +1,122 @@
+"""Chunk continuation (real-time chunking, RTC, arXiv 2506.07339) by RePaint-style inpainting in the DDIM loop.
+
+A new chunk must reproduce the actions that execute while it is inferred (the frozen rows) and continue the old plan
+over the rest of the overlap. RTC's soft mask weights each row; before every DDIM step the carried sample is blended,
+row by row with those weights, with the known actions noised to that step's level (RePaint with r = 1: no
+resampling jumps), and after the last step with the known actions themselves, so frozen rows come out exactly.
+Works in the sampler's normalised space: the prefix is normalised with the policy's action statistics. The server
+announces this as method ``repaint`` with soft mask ``rtc_exponential`` (``bridge.protocol.CONTINUATION``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from policies.interface import ChunkContinuation, continuation_problem
+from policies.normalization import ActionStatistics
+
+REPAINT_STREAM = 1  # spawn key of the inpainting noise stream, a child of the request's seed
+
+
+def rtc_weights(chunk_length: int, prefix_length: int, delay_ticks: int) -> np.ndarray:
+    """RTC's soft mask (T,) float32 for a prefix of P rows whose first d rows are frozen:
+
+        w_i = 1                                   for i < d
+        w_i = c_i (exp(c_i) - 1) / (e - 1),  c_i = (P - i) / (P - d + 1)   for d <= i < P
+        w_i = 0                                   for i >= P
+
+    so the soft rows decrease strictly from below 1 towards 0 (c_i runs from (P - d) / (P - d + 1) down to
+    1 / (P - d + 1)).
+    """
+    if not 0 <= delay_ticks <= prefix_length <= chunk_length:
+        raise ValueError(
+            f"expected 0 <= delay_ticks <= prefix_length <= chunk_length, got {delay_ticks}, {prefix_length}, "
+            f"{chunk_length}"
+        )
+    weights = np.zeros(chunk_length, dtype=np.float64)
+    weights[:delay_ticks] = 1.0
+    soft = np.arange(delay_ticks, prefix_length)
+    c = (prefix_length - soft) / (prefix_length - delay_ticks + 1)
+    weights[soft] = c * np.expm1(c) / (math.e - 1.0)
+    return weights.astype(np.float32)
+
+
+def check_continuation(continuation: object, chunk_length: int, action_dim: int) -> None:
+    """``ValueError`` naming the field unless ``continuation`` is a valid request for chunks (T, A)."""
+    if not isinstance(continuation, ChunkContinuation):
+        raise ValueError(f"continuation: expected a ChunkContinuation, got {type(continuation).__name__}")
+    problem = continuation_problem(continuation.prefix, continuation.delay_ticks, chunk_length, action_dim)
+    if problem is not None:
+        field, message = problem
+        raise ValueError(f"continuation.{field}: {message}")
+
+
+def inpainting_generator(seed: Optional[int]) -> Optional[torch.Generator]:
+    """The CPU generator of the inpainting noise: its own stream, so the initial noise (seeded with ``seed``) is
+    the same with or without a continuation. ``seed + 1`` would be the next seed's initial noise; a spawned child
+    stream of ``seed`` is independent of every request's. Unseeded (global RNG) when ``seed`` is None."""
+    if seed is None:
+        return None
+    child = np.random.SeedSequence(seed, spawn_key=(REPAINT_STREAM,)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(child))
+
+
+class RePaint:
+    """Inpaints ``known`` (T, A) normalised actions into samples x (B, T, A) with per-row ``weights`` (T,)."""
+
+    def __init__(self, known: torch.Tensor, weights: torch.Tensor, generator: Optional[torch.Generator]) -> None:
+        self.known = known
+        self.weights = weights.unsqueeze(-1)  # (T, 1): one weight per row, broadcast over action dims
+        self.generator = generator
+
+    def noised(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """x_t (B, T, A) -> w * (sqrt(abar_t) a + sqrt(1 - abar_t) eps) + (1 - w) * x_t, before the step at t.
+
+        eps is drawn on the CPU, as the initial noise is, so a seed gives the same chunk on every device."""
+        eps = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)
+        known_t = math.sqrt(alpha_bar) * self.known + math.sqrt(1.0 - alpha_bar) * eps
+        return self.weights * known_t + (1.0 - self.weights) * x
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """x_0 (B, T, A) -> w * a + (1 - w) * x_0: rows of weight 1 become the known actions exactly."""
+        return self.weights * self.known + (1.0 - self.weights) * x
+
+
+def repaint_for(
+    continuation: Optional[ChunkContinuation],
+    statistics: Optional[ActionStatistics],
+    chunk_shape: tuple[int, int],
+    seed: Optional[int],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Optional[RePaint]:
+    """The inpainting of ``continuation`` into chunks of ``chunk_shape`` (T, A), on ``device`` in ``dtype``; None
+    when it constrains nothing (no continuation, or every weight 0), so such a sample is the plain one, bit for bit.
+    ``ValueError`` naming the field for a continuation that does not fit (T, A) or, lacking ``statistics``, cannot
+    be normalised.
+
+    The prefix is normalised as training targets are, so masked dims outside [q01, q99] are clipped to the range."""
+    if continuation is None:
+        return None
+    chunk_length, action_dim = chunk_shape
+    check_continuation(continuation, chunk_length, action_dim)
+    prefix_length = continuation.prefix.shape[0]
+    weights = rtc_weights(chunk_length, prefix_length, continuation.delay_ticks)
+    if not weights.any():
+        return None
+    if statistics is None:
+        raise ValueError(
+            "continuation.prefix: this policy has no action statistics (actions.statistics / actions.unnorm_key), so "
+            "an unnormalised prefix cannot be brought into the space the action head samples in"
+        )
+    known = np.zeros((chunk_length, action_dim), dtype=np.float32)
+    known[:prefix_length] = statistics.normalize(continuation.prefix.astype(np.float64))
+    return RePaint(
+        torch.from_numpy(known).to(device, dtype),
+        torch.from_numpy(weights).to(device, dtype),
+        inpainting_generator(seed),
+    )
