@@ -2,13 +2,14 @@
 
     MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
         [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
-        [--strategies hold ensemble blend rtc] [--accel] [--wallclock] [--workers 2]
+        [--strategies hold ensemble blend rtc] [--x0-delays 2] [--accel] [--wallclock] [--workers 2]
         [--out benchmarks/results/realtime] [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
 every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
 chunk at tick t + d, for d = 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each
-execution strategy. ``--accel`` adds "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies:
+execution strategy (``rtc`` by RePaint inpainting; ``--x0-delays`` adds rtc by guidance through the predicted
+x0, ``sampler.continuation_method=x0_guidance``, at those delays). ``--accel`` adds "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies:
 the baseline at 234 ms (d = 2) is already a cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added
 for each strategy. ``--wallclock`` adds one ``--timing wallclock`` run per task (real time, this CPU's latency,
 through ``vlart serve``); run it alone on the machine, as its latency is whatever the machine gives.
@@ -87,6 +88,13 @@ def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                       f"{d * PERIOD_MS:g}", "--execution", strategy])
                 if run_dir is not None:
                     rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution=strategy))
+    for d in args.x0_delays:  # RTC's other method, guidance through the predicted x0, next to RePaint's cells
+        for task in args.tasks:
+            run_dir = run_cell(args, task, f"d{d}-rtc-x0_guidance", [
+                "--via", "inproc", "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}", "--execution", "rtc",
+                "--set", "sampler.continuation_method=x0_guidance"])
+            if run_dir is not None:
+                rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution="rtc-x0"))
     if args.accel:
         latency = PAPER_LATENCY_MS["efficientvla-l28-t112"]
         for strategy in args.strategies:
@@ -108,19 +116,19 @@ def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def percent(rate: dict[str, Any]) -> str:
+def percent(rate: dict[str, Any], episodes: int) -> str:
     low, high = rate["ci95"]
-    return f"{rate['successes']:>2}/{'':0}{100 * rate['rate']:5.1f}% [{100 * low:4.1f}, {100 * high:5.1f}]"
+    return f"{rate['successes']:>2}/{episodes} {100 * rate['rate']:5.1f}% [{100 * low:4.1f}, {100 * high:5.1f}]"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'task':<32}{'preset':<23}{'d':>3}{'execution':>10}{'success (final)':>28}{'grasped':>28}"
+    lines = [f"{'task':<32}{'preset':<23}{'d':>3}{'execution':>10}{'success (final)':>31}{'grasped':>31}"
              f"{'stale':>7}"]
     for row in rows:
         d = row.get("delay_ticks", "wc")
-        grasped = percent(row["grasped"]) if row.get("grasped") else "-"
+        grasped = percent(row["grasped"], row["episodes"]) if row.get("grasped") else "-"
         lines.append(f"{row['task']:<32}{row['preset']:<23}{d!s:>3}{row['execution']:>10}"
-                     f"{percent(row['success_final']):>28}{grasped:>28}{row.get('stale_ratio_mean', 0):>7.2f}")
+                     f"{percent(row['success_final'], row['episodes']):>31}{grasped:>31}{row.get('stale_ratio_mean', 0):>7.2f}")
     lines.append("d: ticks between an observation and its chunk (delay mode; wc = wallclock); stale: share of ticks "
                  "that held; brackets: 95% Wilson interval over the task's 24 episodes")
     return "\n".join(lines)
@@ -135,12 +143,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for offset, strategy in enumerate(STRATEGIES):
+        for offset, strategy in enumerate([*STRATEGIES, "rtc-x0"]):
             points = sorted((r["delay_ticks"], r["success_final"]) for r in rows if r["task"] == task
                             and r["preset"] == "baseline" and r["execution"] == strategy and "delay_ticks" in r)
             if not points:
                 continue
-            xs = [d + 0.06 * (offset - 1.5) for d, _ in points]  # side by side, so the intervals stay readable
+            xs = [d + 0.06 * (offset - 2) for d, _ in points]  # side by side, so the intervals stay readable
             ys = [100 * s["rate"] for _, s in points]
             errors = [[100 * (s["rate"] - s["ci95"][0]) for _, s in points],
                       [100 * (s["ci95"][1] - s["rate"]) for _, s in points]]
@@ -167,6 +175,8 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--delays", nargs="+", type=int, default=[2, 1, 4, 0])
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--x0-delays", nargs="*", type=int, default=[],
+                        help="also run rtc with sampler.continuation_method=x0_guidance at these delays")
     parser.add_argument("--accel", action="store_true", help="add efficientvla-l28-t112 at the paper's 121 ms")
     parser.add_argument("--wallclock", action="store_true", help="add one real-time run per task (run it alone)")
     parser.add_argument("--wallclock-strategies", nargs="+", default=["ensemble"], choices=STRATEGIES)

@@ -37,9 +37,9 @@ INTERNAL_ERROR = "internal_error"  # the server failed on a valid hello or ping
 ERROR_CODES = (BAD_MESSAGE, UNSUPPORTED_VERSION, TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST, BUSY, INFERENCE_FAILED,
                UNAVAILABLE, INTERNAL_ERROR)
 
-# What ``hello`` announces about chunk continuation (``infer``'s ``prefix`` and ``delay_ticks``): RePaint inpainting
-# at every DDIM step with RTC's exponential soft mask, as ``policies.continuation`` implements it.
-CONTINUATION = {"fields": ["prefix", "delay_ticks"], "method": "repaint", "soft_mask": "rtc_exponential"}
+# What ``hello`` announces about chunk continuation (``infer``'s ``prefix`` and ``delay_ticks``), with RTC's
+# exponential soft mask; ``method`` is the served policy's (``policies.continuation``: repaint or x0_guidance).
+CONTINUATION = {"fields": ["prefix", "delay_ticks"], "soft_mask": "rtc_exponential"}
 
 MAX_IMAGE_SIDE = 4096
 MAX_INSTRUCTION_CHARS = 2048

@@ -155,7 +155,8 @@ class PolicyServer:
             "model": policy.metadata,
             "conventions": policy.conventions.to_dict(),
             "max_message_bytes": max_message_bytes,
-            "continuation": protocol.CONTINUATION,
+            "continuation": {**protocol.CONTINUATION,
+                             "method": policy.metadata.get("continuation_method", "repaint")},
         }
 
     # -- lifecycle -------------------------------------------------------------------------------------------------

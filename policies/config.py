@@ -425,10 +425,14 @@ class SamplerConfig:
     num_inference_steps: int = 10
     beta_schedule: str = "squaredcos_cap_v2"
     cfg_scale: float = 1.5
+    continuation_method: str = "repaint"  # how a chunk continues a robot's plan (RTC): policies/continuation.py
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
             raise ConfigError("sampler.num_inference_steps must be between 1 and sampler.num_train_timesteps")
+        if self.continuation_method not in ("repaint", "x0_guidance"):
+            raise ConfigError(f"sampler.continuation_method: expected repaint or x0_guidance, got "
+                              f"{self.continuation_method!r}")
 
 
 @dataclass

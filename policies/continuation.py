@@ -1,11 +1,18 @@
-"""Chunk continuation (real-time chunking, RTC, arXiv 2506.07339) by RePaint-style inpainting in the DDIM loop.
+"""Chunk continuation (real-time chunking, RTC, arXiv 2506.07339) for the DDIM/epsilon action head.
 
 A new chunk must reproduce the actions that execute while it is inferred (the frozen rows) and continue the old plan
-over the rest of the overlap. RTC's soft mask weights each row; before every DDIM step the carried sample is blended,
-row by row with those weights, with the known actions noised to that step's level (RePaint with r = 1: no
-resampling jumps), and after the last step with the known actions themselves, so frozen rows come out exactly.
+over the rest of the overlap; RTC's soft mask weights each row (``rtc_weights``). Two methods
+(``sampler.continuation_method``), both ending with the sample blended with the known actions by those weights, so
+frozen rows come out exactly:
+
+- ``repaint`` (default): RePaint with r = 1 (no resampling jumps). Before every DDIM step the carried sample x_t is
+  blended, row by row, with the known actions noised to that step's level.
+- ``x0_guidance``: guidance through the predicted clean chunk, PiGDM-style with the denoiser's Jacobian taken as the
+  identity and guidance weight 1: at every step the predicted x0 is blended with the known actions and the noise
+  prediction is replaced by the one consistent with that x0, so the DDIM update moves towards it. No extra noise.
+
 Works in the sampler's normalised space: the prefix is normalised with the policy's action statistics. The server
-announces this as method ``repaint`` with soft mask ``rtc_exponential`` (``bridge.protocol.CONTINUATION``).
+announces the method and the soft mask ``rtc_exponential`` in ``hello``.
 """
 
 from __future__ import annotations
@@ -65,12 +72,42 @@ def inpainting_generator(seed: Optional[int]) -> Optional[torch.Generator]:
     return torch.Generator().manual_seed(int(child))
 
 
-class RePaint:
-    """Inpaints ``known`` (T, A) normalised actions into samples x (B, T, A) with per-row ``weights`` (T,)."""
 
-    def __init__(self, known: torch.Tensor, weights: torch.Tensor, generator: Optional[torch.Generator]) -> None:
+class ChunkInpainting:
+    """Steers samples x (B, T, A) towards ``known`` (T, A) normalised actions with per-row ``weights`` (T,). The
+    sampler calls ``noised`` before each step, ``guided_noise`` on each step's noise prediction and ``finish`` on
+    x_0; each default leaves its input alone."""
+
+    def __init__(self, known: torch.Tensor, weights: torch.Tensor) -> None:
         self.known = known
         self.weights = weights.unsqueeze(-1)  # (T, 1): one weight per row, broadcast over action dims
+
+    def noised(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        return x
+
+    def guided_noise(self, x: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        return eps
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """x_0 (B, T, A) -> w * a + (1 - w) * x_0: rows of weight 1 become the known actions exactly."""
+        return self.weights * self.known + (1.0 - self.weights) * x
+
+
+class X0Guidance(ChunkInpainting):
+    """``x0_guidance``: x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) is blended to w * a + (1 - w) * x0_hat and
+    eps replaced by (x_t - sqrt(abar) x0') / sqrt(1 - abar), the noise that predicts exactly x0'."""
+
+    def guided_noise(self, x: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        signal, noise = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+        x0 = (x - noise * eps) / signal
+        return (x - signal * self.finish(x0)) / noise
+
+
+class RePaint(ChunkInpainting):
+    """``repaint``: before the step at t, x_t is blended with the known actions noised to abar_t."""
+
+    def __init__(self, known: torch.Tensor, weights: torch.Tensor, generator: Optional[torch.Generator]) -> None:
+        super().__init__(known, weights)
         self.generator = generator
 
     def noised(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
@@ -81,19 +118,16 @@ class RePaint:
         known_t = math.sqrt(alpha_bar) * self.known + math.sqrt(1.0 - alpha_bar) * eps
         return self.weights * known_t + (1.0 - self.weights) * x
 
-    def finish(self, x: torch.Tensor) -> torch.Tensor:
-        """x_0 (B, T, A) -> w * a + (1 - w) * x_0: rows of weight 1 become the known actions exactly."""
-        return self.weights * self.known + (1.0 - self.weights) * x
 
-
-def repaint_for(
+def inpainting_for(
     continuation: Optional[ChunkContinuation],
     statistics: Optional[ActionStatistics],
     chunk_shape: tuple[int, int],
     seed: Optional[int],
     device: torch.device,
     dtype: torch.dtype,
-) -> Optional[RePaint]:
+    method: str = "repaint",
+) -> Optional[ChunkInpainting]:
     """The inpainting of ``continuation`` into chunks of ``chunk_shape`` (T, A), on ``device`` in ``dtype``; None
     when it constrains nothing (no continuation, or every weight 0), so such a sample is the plain one, bit for bit.
     ``ValueError`` naming the field for a continuation that does not fit (T, A) or, lacking ``statistics``, cannot
@@ -115,8 +149,7 @@ def repaint_for(
         )
     known = np.zeros((chunk_length, action_dim), dtype=np.float32)
     known[:prefix_length] = statistics.normalize(continuation.prefix.astype(np.float64))
-    return RePaint(
-        torch.from_numpy(known).to(device, dtype),
-        torch.from_numpy(weights).to(device, dtype),
-        inpainting_generator(seed),
-    )
+    known_t, weights_t = torch.from_numpy(known).to(device, dtype), torch.from_numpy(weights).to(device, dtype)
+    if method == "x0_guidance":
+        return X0Guidance(known_t, weights_t)
+    return RePaint(known_t, weights_t, inpainting_generator(seed))

@@ -2,8 +2,8 @@
 
 diffusers' ``DDIMScheduler`` with 100 training steps, ``squaredcos_cap_v2``, epsilon prediction, no clipping,
 ``set_alpha_to_one`` and leading spacing gives the timesteps 90, 80, ..., 0 and, stepped with eta = 0, CogACT's own
-update. The network is called with those original timesteps, as CogACT does. With a ``RePaint`` inpainting
-(``policies.continuation``) the carried sample is blended with known actions before every step and after the last.
+update. The network is called with those original timesteps, as CogACT does. With a ``ChunkInpainting``
+(``policies.continuation``) the carried sample is steered towards known actions at every step and after the last.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from policies.config import SamplerConfig
-from policies.continuation import RePaint
+from policies.continuation import ChunkInpainting
 from policies.torch_context import default_dtype
 from runtime.timing import StageTimer
 
@@ -67,7 +67,7 @@ class DDIMActionSampler:
         uncondition: Optional[torch.Tensor] = None,
         cfg_scale: Optional[float] = None,
         timer: Optional[StageTimer] = None,
-        inpainting: Optional[RePaint] = None,
+        inpainting: Optional[ChunkInpainting] = None,
     ) -> torch.Tensor:
         """noise (B, T, A), condition (B, C), uncondition (1, C) or None -> x0 (B, T, A), not clipped.
 
@@ -90,5 +90,7 @@ class DDIMActionSampler:
                 eps = predict_noise(model_input, t_batch, condition)
                 if guided:
                     eps = guided_noise(eps[:batch], eps[batch:], scale)
+                if inpainting is not None:
+                    eps = inpainting.guided_noise(x, eps, float(self.scheduler.alphas_cumprod[int(t)]))
                 x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
         return inpainting.finish(x) if inpainting is not None else x

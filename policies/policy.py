@@ -4,7 +4,7 @@ preprocess -> front end (DINOv2+SigLIP by default: (B, 256, 2176)) -> projector 
 (B, hidden) -> DiT + DDIM (10 steps) + CFG -> normalised chunk (B, 16, 7) -> clip, binarise gripper, q01/q99 ->
 ensemble. The front end (``vision.type``, ``policies.front_ends``) may also read the instruction (FIBER, BridgeTower,
 HiCroPL), tokenised with its own tokenizer; the LLM gets it again in CogACT's prompt. A ``ChunkContinuation`` makes
-the chunk continue the robot's current plan (RePaint inpainting in the DDIM loop, ``policies.continuation``).
+the chunk continue the robot's current plan (inpainting in the DDIM loop, ``policies.continuation``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from policies.action_head import DiffusionTransformer
 from policies.config import PolicyConfig
-from policies.continuation import repaint_for
+from policies.continuation import inpainting_for
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
 from policies.front_ends.registry import build_front_end
@@ -83,6 +83,7 @@ class CogACTPolicy(nn.Module):
             "preset": self.preset,
             "num_inference_steps": self.config.sampler.num_inference_steps,
             "cfg_scale": self.config.sampler.cfg_scale,
+            "continuation_method": self.config.sampler.continuation_method,
             "config": self.config.to_dict(),
         }
 
@@ -159,8 +160,9 @@ class CogACTPolicy(nn.Module):
         head = self.config.action_head
         head_dtype = self.action_head.positional_embedding.dtype
         # Before the forward pass, so that a bad continuation costs nothing.
-        inpainting = repaint_for(
-            continuation, self.statistics, (head.chunk_length, head.action_dim), seed, self.device, head_dtype
+        inpainting = inpainting_for(
+            continuation, self.statistics, (head.chunk_length, head.action_dim), seed, self.device, head_dtype,
+            self.config.sampler.continuation_method,
         )
         cognition = self.cognition_features(images, instructions, timer, self.config.vision.inference_crop_area)
         with timer.stage("action_head"):

@@ -7,7 +7,11 @@ dropped (an inference that is ready within its own tick, as in lockstep, is used
 plan is the **execution strategy**:
 
 - ``hold``: the newest chunk replaces the plan.
-- ``ensemble``: every plan for a tick is blended with CogACT's adaptive weights (the newest is the reference).
+- ``ensemble``: CogACT's adaptive ensemble: the predictions for a tick made less than ``ensemble_horizon`` ticks
+  before it (at most that many; always the newest) are blended with adaptive weights, the newest the reference. In
+  lockstep that is CogACT's rule exactly (the chunk of k ticks ago contributes its row k, k < horizon); under a
+  delay of d ticks a chunk lands every d ticks, and an age limit in chunks instead of ticks would blend in
+  predictions up to d x horizon ticks old.
 - ``blend``: LeRobot's async-inference aggregation: where the old plan and the new chunk overlap, the action is
   ``blend_old_weight * old + (1 - blend_old_weight) * new`` (0.3 / 0.7), elsewhere the new chunk's.
 - ``rtc``: real-time chunking. The request carries the plan for the ticks from the observation on
@@ -30,7 +34,7 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import numpy as np
 
@@ -130,9 +134,14 @@ class _Pending:
     started: float
 
 
+class _Prediction(NamedTuple):
+    origin: int  # the tick of the observation it was predicted from
+    action: np.ndarray
+
+
 @dataclass
 class _State:
-    plan: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    plan: dict[int, list[_Prediction]] = field(default_factory=dict)
     pending: Optional[_Pending] = None
     last_fresh: float = 0.0
     gripper: float = 1.0
@@ -196,10 +205,18 @@ class ControlLoop:
             predictions = state.plan.setdefault(tick, [])
             if execution == "blend" and predictions:
                 weight = self.config.blend_old_weight
-                predictions[:] = [(weight * predictions[-1] + (1.0 - weight) * action).astype(np.float32)]
+                blended = (weight * predictions[-1].action + (1.0 - weight) * action).astype(np.float32)
+                predictions[:] = [_Prediction(origin, blended)]
                 continue
-            predictions.append(action)
+            predictions.append(_Prediction(origin, action))
             del predictions[: -self.config.ensemble_horizon]
+
+    def _action(self, predictions: list[_Prediction], tick: int) -> np.ndarray:
+        """The action for ``tick`` from its predictions (oldest first); one prediction is executed as it is."""
+        young = [p.action for p in predictions if tick - p.origin < self.config.ensemble_horizon]
+        if len(young) <= 1:
+            return predictions[-1].action
+        return adaptive_blend(young, self.config.ensemble_alpha).astype(np.float32)
 
     def _continuation(self, state: _State, tick: int) -> Optional[ChunkContinuation]:
         """The plan from ``tick`` on as RTC's prefix, its first d rows frozen: d is the largest recent delay. Ticks
@@ -211,7 +228,7 @@ class ControlLoop:
         for offset in range(max(max(state.plan) - tick + 1, delay)):
             predictions = state.plan.get(tick + offset)
             if predictions:
-                rows.append(predictions[-1])
+                rows.append(predictions[-1].action)
             elif offset < delay:
                 rows.append(self._hold_after(state, rows))
             else:
@@ -283,8 +300,7 @@ class ControlLoop:
                 state.plan.clear()
                 predictions = None
             if predictions:
-                action = (predictions[0] if len(predictions) == 1
-                          else adaptive_blend(predictions, config.ensemble_alpha).astype(np.float32))
+                action = self._action(predictions, tick)
                 if config.gripper_index is not None:
                     state.gripper = float(action[config.gripper_index])
             else:

@@ -133,3 +133,17 @@ def test_zero_delay_with_the_ensemble_is_lockstep(simpler_assets, tmp_path):
     _, lockstep = eval_traces(tmp_path / "lockstep", "--via", "inproc")
     _, delay = eval_traces(tmp_path / "delay", "--via", "inproc", "--timing", "delay", "--latency-ms", "0")
     assert np.array_equal(lockstep, delay)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_wallclock_mode_paces_the_simulator_and_reports_the_loop(simpler_assets, tmp_path):
+    result, actions = eval_traces(tmp_path / "wallclock", "--via", "zmq", "--timing", "wallclock",
+                                  "--execution", "rtc")
+    assert result["timing"] == {"mode": "wallclock", "execution": "rtc"}
+    control = result["episodes"][0]["control"]
+    # Real time on a loaded machine: only what must hold whatever the load.
+    assert control["ticks"] == 8 and actions.shape == (8, 7) and control["inferences"] >= 1
+    assert control["effective_rate_hz"] > 0 and control["inference_latency_p50_ms"] > 0
+    assert 0 <= control["stale_ratio"] <= 1 and control["inference_errors"] == 0
+    assert np.isfinite(actions).all()

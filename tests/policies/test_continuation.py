@@ -170,3 +170,33 @@ def test_a_policy_without_statistics_cannot_normalise_a_prefix(frame):
     with pytest.raises(ValueError, match="continuation.prefix: this policy has no action statistics"):
         policy.sample_normalized([frame], [INSTRUCTION], seed=0,
                                  continuation=ChunkContinuation(np.zeros((2, 7), np.float32), 1))
+
+
+@pytest.fixture(scope="module")
+def x0_guided_policy():
+    return load_policy(TINY, overrides=["sampler.continuation_method=x0_guidance"])
+
+
+def test_x0_guidance_freezes_the_prefix_pulls_the_overlap_and_leaves_plain_samples_alone(x0_guided_policy, frame):
+    policy = x0_guided_policy
+    obs = Observation(frame, INSTRUCTION)
+    assert policy.metadata["continuation_method"] == "x0_guidance"
+    prefix = plan_prefix(policy.statistics, 12, seed=11)
+    out = policy.session().predict_action(obs, seed=0, continuation=ChunkContinuation(prefix, delay_ticks=2))
+    plain = policy.session().predict_action(obs, seed=0)
+    np.testing.assert_allclose(out.actions[:2], prefix[:2], atol=1e-5)
+    assert np.abs(out.actions[2:12] - prefix[2:12]).mean() < np.abs(plain.actions[2:12] - prefix[2:12]).mean()
+    empty = ChunkContinuation(np.zeros((0, 7), np.float32), delay_ticks=0)
+    assert np.array_equal(policy.session().predict_action(obs, seed=0, continuation=empty).actions, plain.actions)
+
+
+def test_the_two_methods_differ_and_an_unknown_method_is_refused(tiny_policy, x0_guided_policy, frame):
+    from policies.config import ConfigError
+
+    obs = Observation(frame, INSTRUCTION)
+    continuation = ChunkContinuation(plan_prefix(tiny_policy.statistics, 12, seed=3), delay_ticks=2)
+    repainted = tiny_policy.session().predict_action(obs, seed=5, continuation=continuation)
+    guided = x0_guided_policy.session().predict_action(obs, seed=5, continuation=continuation)
+    assert not np.allclose(repainted.actions[2:], guided.actions[2:])
+    with pytest.raises(ConfigError, match="sampler.continuation_method: expected repaint or x0_guidance"):
+        load_policy(TINY, overrides=["sampler.continuation_method=guidance"])

@@ -282,3 +282,13 @@ def test_hold_on_inference_error_drops_the_plan_at_once():
     # Chunk 1 arrives at tick 1 and runs there; the next request fails at tick 2: hold from tick 2 on.
     assert traced(actions) == [None, (1, 1), None, None, None]
     assert report.inference_errors >= 1 and report.last_error == "ConnectionError: server gone"
+
+
+def test_ensemble_blends_only_predictions_younger_than_its_horizon_in_ticks():
+    # d = 2: a chunk lands every 2 ticks; chunk n is asked for at tick 2(n - 1). Tick 16 has predictions from
+    # chunks asked at ticks 2..14, but only those made less than 7 ticks before it (ticks 10, 12, 14: chunks 6-8,
+    # rows 6, 4, 2) are blended, as CogACT blends the last 7 steps' predictions.
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="ensemble", ensemble_horizon=7)
+    _, actions = run_virtual(TracedPolicy(), config, ticks=17, latency=lambda call: 0.4)
+    expected = adaptive_blend([policy_rows(6, [6])[0], policy_rows(7, [4])[0], policy_rows(8, [2])[0]], 0.1)
+    np.testing.assert_array_equal(actions[16], expected.astype(np.float32))
