@@ -2,14 +2,15 @@
 
     MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
         [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
-        [--strategies hold ensemble blend rtc] [--x0-delays 2] [--accel] [--wallclock] [--workers 2]
+        [--strategies hold ensemble blend rtc] [--hard-delays 2] [--x0-delays 2] [--accel] [--wallclock] [--workers 2]
         [--out benchmarks/results/realtime] [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
 every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
 chunk at tick t + d, for d = 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each
 execution strategy (``rtc`` by RePaint inpainting; ``--x0-delays`` adds rtc by guidance through the predicted
-x0, ``sampler.continuation_method=x0_guidance``, at those delays). ``--accel`` adds "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies:
+x0, ``sampler.continuation_method=x0_guidance``, and ``--hard-delays`` rtc with RTC's hard mask, only the frozen rows,
+``--rtc-soft-rows 0``). ``--accel`` adds "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies:
 the baseline at 234 ms (d = 2) is already a cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added
 for each strategy. ``--wallclock`` adds one ``--timing wallclock`` run per task (real time, this CPU's latency,
 through ``vlart serve``); run it alone on the machine, as its latency is whatever the machine gives.
@@ -29,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -66,6 +69,9 @@ def summarize(run_dir: Path, task: str, **labels: Any) -> dict[str, Any]:
     row = {**labels, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
            "success_final": entry["success_final"], "success_any": entry["success_any"],
            "grasped": entry.get("grasped"), "timing": result["timing"], "results": str(run_dir / "results.json")}
+    steps = [np.diff(np.load(e["trace"])["actions"][:, :3], axis=0) for e in result["episodes"] if e.get("trace")]
+    if steps:  # how much the commanded translation changes from one tick to the next, m per tick
+        row["action_change_mm_mean"] = round(1e3 * float(np.mean([np.linalg.norm(s, axis=1).mean() for s in steps])), 3)
     if controls:
         row["stale_ratio_mean"] = round(sum(c["stale_ratio"] for c in controls) / len(controls), 4)
         row["inferences_mean"] = round(sum(c["inferences"] for c in controls) / len(controls), 2)
@@ -88,6 +94,13 @@ def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                       f"{d * PERIOD_MS:g}", "--execution", strategy])
                 if run_dir is not None:
                     rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution=strategy))
+    for d in args.hard_delays:  # rtc with RTC's hard mask: only the d frozen rows guide the new chunk
+        for task in args.tasks:
+            run_dir = run_cell(args, task, f"d{d}-rtc-hard", [
+                "--via", "inproc", "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}", "--execution", "rtc",
+                "--rtc-soft-rows", "0"])
+            if run_dir is not None:
+                rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution="rtc-hard"))
     for d in args.x0_delays:  # RTC's other method, guidance through the predicted x0, next to RePaint's cells
         for task in args.tasks:
             run_dir = run_cell(args, task, f"d{d}-rtc-x0_guidance", [
@@ -123,14 +136,16 @@ def percent(rate: dict[str, Any], episodes: int) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'task':<32}{'preset':<23}{'d':>3}{'execution':>10}{'success (final)':>31}{'grasped':>31}"
-             f"{'stale':>7}"]
+             f"{'stale':>7}{'change':>8}"]
     for row in rows:
         d = row.get("delay_ticks", "wc")
         grasped = percent(row["grasped"], row["episodes"]) if row.get("grasped") else "-"
         lines.append(f"{row['task']:<32}{row['preset']:<23}{d!s:>3}{row['execution']:>10}"
-                     f"{percent(row['success_final'], row['episodes']):>31}{grasped:>31}{row.get('stale_ratio_mean', 0):>7.2f}")
+                     f"{percent(row['success_final'], row['episodes']):>31}{grasped:>31}{row.get('stale_ratio_mean', 0):>7.2f}"
+                     f"{row.get('action_change_mm_mean', 0):>8.2f}")
     lines.append("d: ticks between an observation and its chunk (delay mode; wc = wallclock); stale: share of ticks "
-                 "that held; brackets: 95% Wilson interval over the task's 24 episodes")
+                 "that held; change: mean change of the commanded translation from one tick to the next (mm); "
+                 "brackets: 95% Wilson interval over the task's 24 episodes")
     return "\n".join(lines)
 
 
@@ -143,12 +158,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for offset, strategy in enumerate([*STRATEGIES, "rtc-x0"]):
+        for offset, strategy in enumerate([*STRATEGIES, "rtc-hard", "rtc-x0"]):
             points = sorted((r["delay_ticks"], r["success_final"]) for r in rows if r["task"] == task
                             and r["preset"] == "baseline" and r["execution"] == strategy and "delay_ticks" in r)
             if not points:
                 continue
-            xs = [d + 0.06 * (offset - 2) for d, _ in points]  # side by side, so the intervals stay readable
+            xs = [d + 0.06 * (offset - 2.5) for d, _ in points]  # side by side, so the intervals stay readable
             ys = [100 * s["rate"] for _, s in points]
             errors = [[100 * (s["rate"] - s["ci95"][0]) for _, s in points],
                       [100 * (s["ci95"][1] - s["rate"]) for _, s in points]]
@@ -173,8 +188,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "checkpoints" / "cogact-demo"))
     parser.add_argument("--tasks", nargs="+", default=TASKS)
-    parser.add_argument("--delays", nargs="+", type=int, default=[2, 1, 4, 0])
+    parser.add_argument("--delays", nargs="*", type=int, default=[2, 1, 4, 0])
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--hard-delays", nargs="*", type=int, default=[],
+                        help="also run rtc with a hard mask (--rtc-soft-rows 0) at these delays")
     parser.add_argument("--x0-delays", nargs="*", type=int, default=[],
                         help="also run rtc with sampler.continuation_method=x0_guidance at these delays")
     parser.add_argument("--accel", action="store_true", help="add efficientvla-l28-t112 at the paper's 121 ms")

@@ -170,7 +170,8 @@ def _fault_for(config: EvalConfig, job: EpisodeJob) -> Optional[tuple[str, int]]
     return (kind, int(step)) if int(episode) == job.episode_id else None
 
 
-def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig, video_dir: Optional[Path]) -> EpisodeRecord:
+def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig,
+                video_dir: Optional[Path]) -> EpisodeRecord:
     """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env).
     Lockstep asks the policy for each step's (ensembled) action; the real-time modes run the control loop."""
     from envs.video import video_name, write_video

@@ -42,6 +42,7 @@ class TimingConfig:
     execution: str = "ensemble"
     latency_ms: Optional[float] = None
     latency_source: Optional[str] = None
+    rtc_soft_rows: Optional[int] = None  # rtc: overlap rows sent after the frozen ones (None: the whole plan)
 
     def __post_init__(self) -> None:
         if self.mode not in TIMING_MODES:
@@ -54,6 +55,9 @@ class TimingConfig:
         if self.mode == "delay" and (self.latency_ms is None or not math.isfinite(self.latency_ms)
                                      or self.latency_ms < 0):
             raise ValueError("--latency-ms or --latency-from: --timing delay needs a latency >= 0 ms")
+        if self.rtc_soft_rows is not None and (self.execution != "rtc" or self.rtc_soft_rows < 0):
+            raise ValueError(f"--rtc-soft-rows: expected rows >= 0 with --execution rtc, got {self.rtc_soft_rows} "
+                             f"with --execution {self.execution}")
         if self.mode != "delay" and self.latency_ms is not None:
             raise ValueError(f"--latency-ms/--latency-from: only --timing delay simulates a latency (got --timing "
                              f"{self.mode})")
@@ -67,6 +71,8 @@ class TimingConfig:
     def describe(self, rates_hz: dict[str, float]) -> dict[str, Any]:
         """For results.json: the mode, the strategy and, in ``delay`` mode, the latency and d per task."""
         entry: dict[str, Any] = {"mode": self.mode, "execution": self.execution}
+        if self.rtc_soft_rows is not None:
+            entry["rtc_soft_rows"] = self.rtc_soft_rows
         if self.mode == "delay":
             entry.update(latency_ms=self.latency_ms, latency_source=self.latency_source,
                          delay_ticks={task: self.delay_ticks(rate) for task, rate in rates_hz.items()})
@@ -90,11 +96,13 @@ def latency_from_profile(spec: str, scale: float = 1.0) -> tuple[float, str]:
     available = [run.get("preset") for run in runs]
     chosen = next((run for run in runs if run.get("preset") == preset), None) if preset else (runs or [None])[0]
     if chosen is None:
-        raise ValueError(f"--latency-from: preset {preset!r} is not in {path}; it has: {', '.join(map(str, available))}")
+        raise ValueError(f"--latency-from: preset {preset!r} is not in {path}; it has: "
+                         f"{', '.join(map(str, available))}")
     p50 = float(chosen["stages"]["total"]["p50_ms"])
     latency = round(p50 * scale, 3)
     scaled = f" x {scale:g}" if scale != 1.0 else ""
-    return latency, f"{path}:{chosen['preset']} p50 {p50:.1f} ms{scaled} ({chosen.get('model')} on {chosen.get('device')})"
+    machine = f"{chosen.get('model')} on {chosen.get('device')}"
+    return latency, f"{path}:{chosen['preset']} p50 {p50:.1f} ms{scaled} ({machine})"
 
 
 class EpisodeSimulator:
@@ -146,7 +154,7 @@ def run_timed_episode(
     delay_ticks = timing.delay_ticks(rate_hz)
     config = ControlLoopConfig(
         rate_hz=rate_hz, refill_threshold=chunk_length, execution=timing.execution, ensemble_alpha=ensemble_alpha,
-        ensemble_horizon=ensemble_horizon, rtc_delay_ticks=delay_ticks or 0,
+        ensemble_horizon=ensemble_horizon, rtc_delay_ticks=delay_ticks or 0, rtc_soft_rows=timing.rtc_soft_rows,
         # a fixed simulated latency has nothing to watch; in real time a stalled inference must stop the arm
         watchdog_s=float("inf") if timing.mode == "delay" else WALLCLOCK_WATCHDOG_S,
     )

@@ -17,7 +17,9 @@ plan is the **execution strategy**:
 - ``rtc``: real-time chunking. The request carries the plan for the ticks from the observation on
   (``ChunkContinuation``): its first d rows, which will execute before the chunk can arrive, are frozen and the new
   chunk (sampled to reproduce them and continue the rest) then replaces the plan. d is the largest inference delay,
-  in ticks, of the last ``rtc_delay_window`` chunks (``rtc_delay_ticks`` before the first).
+  in ticks, of the last ``rtc_delay_window`` chunks (``rtc_delay_ticks`` before the first). ``rtc_soft_rows`` caps
+  the overlap sent after the frozen rows (None: the whole remaining plan, RTC's soft region up to H - s; 0: only
+  the frozen rows, RTC's hard mask).
 
 When no valid action is ready the loop applies the **hold action** (zero motion, gripper unchanged), never a stale or
 invalid one; chunks with NaN or infinity are discarded. A watchdog switches to hold once no fresh chunk has arrived
@@ -80,6 +82,7 @@ class ControlLoopConfig:
     blend_old_weight: float = 0.3
     rtc_delay_ticks: int = 0
     rtc_delay_window: int = 5
+    rtc_soft_rows: Optional[int] = None
     watchdog_s: float = 1.0
     hold_on_inference_error: bool = False
     gripper_index: Optional[int] = -1
@@ -96,6 +99,8 @@ class ControlLoopConfig:
             raise ValueError(f"blend_old_weight: expected a weight in [0, 1], got {self.blend_old_weight}")
         if self.rtc_delay_ticks < 0 or self.rtc_delay_window < 1:
             raise ValueError("rtc_delay_ticks >= 0 and rtc_delay_window >= 1 are required")
+        if self.rtc_soft_rows is not None and self.rtc_soft_rows < 0:
+            raise ValueError(f"rtc_soft_rows: expected >= 0 or None, got {self.rtc_soft_rows}")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -225,7 +230,10 @@ class ControlLoop:
             return None
         delay = max(state.delays[-self.config.rtc_delay_window:], default=self.config.rtc_delay_ticks)
         rows: list[np.ndarray] = []
-        for offset in range(max(max(state.plan) - tick + 1, delay)):
+        length = max(max(state.plan) - tick + 1, delay)
+        if self.config.rtc_soft_rows is not None:
+            length = min(length, delay + self.config.rtc_soft_rows)
+        for offset in range(length):
             predictions = state.plan.get(tick + offset)
             if predictions:
                 rows.append(predictions[-1].action)
@@ -233,7 +241,7 @@ class ControlLoop:
                 rows.append(self._hold_after(state, rows))
             else:
                 break
-        return ChunkContinuation(np.stack(rows).astype(np.float32), delay)
+        return ChunkContinuation(np.stack(rows).astype(np.float32), delay) if rows else None
 
     def _hold_after(self, state: _State, rows: list[np.ndarray]) -> np.ndarray:
         """The hold action that will follow ``rows``: no motion, the gripper where the last of them leaves it."""

@@ -22,7 +22,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     latency_ms, source = args.latency_ms, "--latency-ms" if args.latency_ms is not None else None
     if args.latency_from:
         latency_ms, source = latency_from_profile(args.latency_from, args.latency_scale)
-    timing = TimingConfig(args.timing, args.execution, latency_ms, source)
+    timing = TimingConfig(args.timing, args.execution, latency_ms, source, args.rtc_soft_rows)
     out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     config = EvalConfig(
         suite=args.suite, model=args.model, via=args.via, connect=args.connect, episodes=args.episodes,
@@ -91,6 +91,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="how chunks are executed under delay/wallclock timing: hold (newest chunk replaces), "
                                "ensemble (CogACT's adaptive ensemble; default), blend (LeRobot's 0.3/0.7 average), "
                                "rtc (real-time chunking: inpaint the new chunk to continue the executing one)")
+    evaluate.add_argument("--rtc-soft-rows", type=int, default=None, metavar="N",
+                          help="--execution rtc: overlap rows the new chunk softly follows after the frozen ones "
+                               "(default: the whole remaining plan; 0: only the frozen rows, a hard mask)")
     evaluate.add_argument("--latency-ms", type=float, default=None, help="--timing delay: the inference latency")
     evaluate.add_argument("--latency-from", default=None, metavar="PROFILE.json[:PRESET]",
                           help="--timing delay: the p50 of the whole predict in a `vlart profile --json` file")

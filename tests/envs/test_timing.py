@@ -25,6 +25,9 @@ def test_timing_config_names_the_flag_that_is_wrong():
         TimingConfig("wallclock", "hold", latency_ms=100.0)
     with pytest.raises(ValueError, match="--timing: expected one of lockstep, delay, wallclock"):
         TimingConfig("realtime")
+    with pytest.raises(ValueError, match="--rtc-soft-rows: expected rows >= 0 with --execution rtc"):
+        TimingConfig("delay", "hold", latency_ms=0.0, rtc_soft_rows=0)
+    assert TimingConfig("delay", "rtc", latency_ms=0.0, rtc_soft_rows=0).describe({})["rtc_soft_rows"] == 0
     with pytest.raises(ValueError, match="--execution: expected one of hold, ensemble, blend, rtc"):
         TimingConfig("delay", "average", latency_ms=0.0)
 

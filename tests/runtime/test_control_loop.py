@@ -292,3 +292,18 @@ def test_ensemble_blends_only_predictions_younger_than_its_horizon_in_ticks():
     _, actions = run_virtual(TracedPolicy(), config, ticks=17, latency=lambda call: 0.4)
     expected = adaptive_blend([policy_rows(6, [6])[0], policy_rows(7, [4])[0], policy_rows(8, [2])[0]], 0.1)
     np.testing.assert_array_equal(actions[16], expected.astype(np.float32))
+
+
+def test_rtc_soft_rows_caps_the_overlap_sent_after_the_frozen_rows():
+    for soft_rows, length in ((0, 2), (3, 5), (None, 14)):
+        config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="rtc", rtc_soft_rows=soft_rows)
+        policy = TracedPolicy()
+        run_virtual(policy, config, ticks=5, latency=lambda call: 0.4)  # request 2 (tick 2) runs at tick 4
+        continuation = policy.requests[1].continuation
+        assert continuation.delay_ticks == 2 and continuation.prefix.shape == (length, 7)
+        np.testing.assert_array_equal(continuation.prefix, policy_rows(1, range(2, 2 + length)))
+    # In lockstep with a hard mask nothing is frozen and nothing is sent: a plain sample every tick.
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="rtc", rtc_soft_rows=0)
+    policy = TracedPolicy()
+    run_virtual(policy, config, ticks=3, latency=lambda call: 0.0)
+    assert [r.continuation for r in policy.requests] == [None, None, None]
