@@ -2,18 +2,18 @@
 
     MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
         [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
-        [--strategies hold ensemble blend rtc] [--hard-delays 2] [--x0-delays 2] [--accel] [--wallclock] [--workers 2]
-        [--out benchmarks/results/realtime] [--report-only]
+        [--strategies hold ensemble blend rtc rtc-hard rtc-x0] [--accel hold rtc-hard] [--wallclock hold ensemble]
+        [--workers 2] [--out benchmarks/results/realtime] [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
 every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
 chunk at tick t + d, for d = 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each
-execution strategy (``rtc`` by RePaint inpainting; ``--x0-delays`` adds rtc by guidance through the predicted
-x0, ``sampler.continuation_method=x0_guidance``, and ``--hard-delays`` rtc with RTC's hard mask, only the frozen rows,
-``--rtc-soft-rows 0``). ``--accel`` adds "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies:
-the baseline at 234 ms (d = 2) is already a cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added
-for each strategy. ``--wallclock`` adds one ``--timing wallclock`` run per task (real time, this CPU's latency,
-through ``vlart serve``); run it alone on the machine, as its latency is whatever the machine gives.
+execution (``rtc`` by RePaint inpainting with RTC's soft mask; ``rtc-hard``: only the frozen rows, ``--rtc-soft-rows
+0``; ``rtc-x0``: guidance through the predicted x0, ``sampler.continuation_method=x0_guidance``). ``--accel`` adds
+"what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies: the baseline at 234 ms (d = 2) is a
+cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added for the executions named. ``--wallclock`` adds
+one ``--timing wallclock`` run per task and execution (real time, this CPU's latency, through ``vlart serve``); run
+it alone on the machine, as its latency is whatever the machine gives.
 
 Cells already on disk are reused (the run resumes where it stopped); ``--report-only`` only rebuilds the table, the
 JSON (``realtime.json``) and the plot (``realtime.png``: success vs delay, one line per strategy, 95 % Wilson
@@ -38,6 +38,13 @@ sys.path.insert(0, str(REPO))
 
 TASKS = ["simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate"]
 STRATEGIES = ["hold", "ensemble", "blend", "rtc"]
+# Each execution compared: the strategies, and rtc with RTC's hard mask (only the d frozen rows guide the new chunk)
+# or with the other continuation method (guidance through the predicted x0).
+EXECUTIONS = {
+    **{strategy: ["--execution", strategy] for strategy in STRATEGIES},
+    "rtc-hard": ["--execution", "rtc", "--rtc-soft-rows", "0"],
+    "rtc-x0": ["--execution", "rtc", "--set", "sampler.continuation_method=x0_guidance"],
+}
 PERIOD_MS = 200.0  # the Bridge tasks' 5 Hz
 PAPER_LATENCY_MS = {"baseline": 234.0, "efficientvla-l28-t112": 121.0}  # CogACT-Base on an A40 (EfficientVLA paper)
 PLAN = REPO / "benchmarks" / "results" / "success_by_preset" / "plan.json"  # the demo model's calibration plan
@@ -69,7 +76,8 @@ def summarize(run_dir: Path, task: str, **labels: Any) -> dict[str, Any]:
     row = {**labels, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
            "success_final": entry["success_final"], "success_any": entry["success_any"],
            "grasped": entry.get("grasped"), "timing": result["timing"], "results": str(run_dir / "results.json")}
-    steps = [np.diff(np.load(e["trace"])["actions"][:, :3], axis=0) for e in result["episodes"] if e.get("trace")]
+    traces = [run_dir / "traces" / Path(e["trace"]).name for e in result["episodes"] if e.get("trace")]
+    steps = [np.diff(np.load(trace)["actions"][:, :3], axis=0) for trace in traces]
     if steps:  # how much the commanded translation changes from one tick to the next, m per tick
         row["action_change_mm_mean"] = round(1e3 * float(np.mean([np.linalg.norm(s, axis=1).mean() for s in steps])), 3)
     if controls:
@@ -84,48 +92,31 @@ def summarize(run_dir: Path, task: str, **labels: Any) -> dict[str, Any]:
 
 
 def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Run (or reuse) every requested cell, the most informative first: d = 2, the paper's baseline latency."""
+    """Run (or reuse) every requested cell, in the order asked for."""
     rows = []
     for d in args.delays:
-        for strategy in args.strategies:
+        for execution in args.strategies:
             for task in args.tasks:
-                name = f"d{d}-{strategy}"
-                run_dir = run_cell(args, task, name, ["--via", "inproc", "--timing", "delay", "--latency-ms",
-                                                      f"{d * PERIOD_MS:g}", "--execution", strategy])
+                run_dir = run_cell(args, task, f"d{d}-{execution}", [
+                    "--via", "inproc", "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}",
+                    *EXECUTIONS[execution]])
                 if run_dir is not None:
-                    rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution=strategy))
-    for d in args.hard_delays:  # rtc with RTC's hard mask: only the d frozen rows guide the new chunk
+                    rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution=execution))
+    latency = PAPER_LATENCY_MS["efficientvla-l28-t112"]
+    for execution in args.accel:
         for task in args.tasks:
-            run_dir = run_cell(args, task, f"d{d}-rtc-hard", [
-                "--via", "inproc", "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}", "--execution", "rtc",
-                "--rtc-soft-rows", "0"])
+            run_dir = run_cell(args, task, f"l28t112-{latency:g}ms-{execution}", [
+                "--via", "inproc", "--preset", "efficientvla-l28-t112", "--plan", str(PLAN), "--timing", "delay",
+                "--latency-ms", f"{latency:g}", *EXECUTIONS[execution]])
             if run_dir is not None:
-                rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution="rtc-hard"))
-    for d in args.x0_delays:  # RTC's other method, guidance through the predicted x0, next to RePaint's cells
+                rows.append(summarize(run_dir, task, preset="efficientvla-l28-t112", latency_ms=latency,
+                                      delay_ticks=1, execution=execution))
+    for execution in args.wallclock:
         for task in args.tasks:
-            run_dir = run_cell(args, task, f"d{d}-rtc-x0_guidance", [
-                "--via", "inproc", "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}", "--execution", "rtc",
-                "--set", "sampler.continuation_method=x0_guidance"])
+            run_dir = run_cell(args, task, f"wallclock-{execution}", ["--via", "zmq", "--timing", "wallclock",
+                                                                      *EXECUTIONS[execution], "--workers", "1"])
             if run_dir is not None:
-                rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution="rtc-x0"))
-    if args.accel:
-        latency = PAPER_LATENCY_MS["efficientvla-l28-t112"]
-        for strategy in args.strategies:
-            for task in args.tasks:
-                name = f"l28t112-{latency:g}ms-{strategy}"
-                run_dir = run_cell(args, task, name, [
-                    "--via", "inproc", "--preset", "efficientvla-l28-t112", "--plan", str(PLAN), "--timing", "delay",
-                    "--latency-ms", f"{latency:g}", "--execution", strategy])
-                if run_dir is not None:
-                    rows.append(summarize(run_dir, task, preset="efficientvla-l28-t112", latency_ms=latency,
-                                          delay_ticks=1, execution=strategy))
-    if args.wallclock:
-        for strategy in args.wallclock_strategies:
-            for task in args.tasks:
-                run_dir = run_cell(args, task, f"wallclock-{strategy}",
-                                   ["--via", "zmq", "--timing", "wallclock", "--execution", strategy, "--workers", "1"])
-                if run_dir is not None:
-                    rows.append(summarize(run_dir, task, preset="baseline", execution=strategy, timing="wallclock"))
+                rows.append(summarize(run_dir, task, preset="baseline", execution=execution, timing="wallclock"))
     return rows
 
 
@@ -158,7 +149,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for offset, strategy in enumerate([*STRATEGIES, "rtc-hard", "rtc-x0"]):
+        for offset, strategy in enumerate(EXECUTIONS):
             points = sorted((r["delay_ticks"], r["success_final"]) for r in rows if r["task"] == task
                             and r["preset"] == "baseline" and r["execution"] == strategy and "delay_ticks" in r)
             if not points:
@@ -189,14 +180,12 @@ def main() -> int:
     parser.add_argument("--model", default=str(REPO / "checkpoints" / "cogact-demo"))
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--delays", nargs="*", type=int, default=[2, 1, 4, 0])
-    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
-    parser.add_argument("--hard-delays", nargs="*", type=int, default=[],
-                        help="also run rtc with a hard mask (--rtc-soft-rows 0) at these delays")
-    parser.add_argument("--x0-delays", nargs="*", type=int, default=[],
-                        help="also run rtc with sampler.continuation_method=x0_guidance at these delays")
-    parser.add_argument("--accel", action="store_true", help="add efficientvla-l28-t112 at the paper's 121 ms")
-    parser.add_argument("--wallclock", action="store_true", help="add one real-time run per task (run it alone)")
-    parser.add_argument("--wallclock-strategies", nargs="+", default=["ensemble"], choices=STRATEGIES)
+    parser.add_argument("--strategies", nargs="*", default=STRATEGIES, choices=list(EXECUTIONS),
+                        help="executions to run at each delay (rtc-hard: --rtc-soft-rows 0; rtc-x0: x0 guidance)")
+    parser.add_argument("--accel", nargs="*", default=[], choices=list(EXECUTIONS),
+                        help="executions of efficientvla-l28-t112 at the paper's 121 ms (d = 1)")
+    parser.add_argument("--wallclock", nargs="*", default=[], choices=list(EXECUTIONS),
+                        help="executions of one real-time run per task (run it alone on the machine)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "realtime")
     parser.add_argument("--report-only", action="store_true", help="only tabulate and plot the cells on disk")
