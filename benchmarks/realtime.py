@@ -140,6 +140,24 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Success (final) of the baseline preset per execution (rows) and delay (columns), one column group per task."""
+    grid = [r for r in rows if r["preset"] == "baseline" and "delay_ticks" in r]
+    tasks = [t for t in TASKS if any(r["task"] == t for r in grid)]
+    delays = sorted({r["delay_ticks"] for r in grid})
+    header = " | ".join(f"{task.split('_', 1)[-1].replace('_', ' ')} d={d}" for task in tasks for d in delays)
+    lines = [f"| execution | {header} |", "|---|" + "---|" * (len(tasks) * len(delays))]
+    for execution in [e for e in EXECUTIONS if any(r["execution"] == e for r in grid)]:
+        cells = []
+        for task in tasks:
+            for d in delays:
+                row = next((r for r in grid if (r["task"], r["delay_ticks"], r["execution"]) == (task, d, execution)),
+                           None)
+                cells.append(f"{row['success_final']['successes']}/{row['episodes']}" if row else "")
+        lines.append(f"| {execution} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -175,6 +193,40 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_traces(out: Path, task: str, d: int, executions: list[str], path: Path) -> Optional[str]:
+    """The commanded translation over one episode under each execution at delay d: the first episode that ``hold``
+    solves and ``rtc`` does not (else the first episode). Returns a description, None without the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = {}
+    for execution in executions:
+        run_dir = cell_dir(out, task, f"d{d}-{execution}")
+        if (run_dir / "results.json").exists():
+            results[execution] = (run_dir, json.loads((run_dir / "results.json").read_text())["episodes"])
+    if "hold" not in results or "rtc" not in results:
+        return None
+    hold, rtc = results["hold"][1], results["rtc"][1]
+    episode = next((i for i, (h, r) in enumerate(zip(hold, rtc)) if h["success_final"] and not r["success_final"]), 0)
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+    for execution, (run_dir, episodes) in results.items():
+        record = episodes[episode]
+        actions = np.load(run_dir / "traces" / Path(record["trace"]).name)["actions"]
+        label = f"{execution} ({'success' if record['success_final'] else 'failure'})"
+        for axis, name, values in zip(axes, ("dx", "dy", "dz"), actions[:, :3].T):
+            axis.plot(1e3 * values, label=label)
+            axis.set_ylabel(f"{name} (mm)")
+    axes[0].set_title(f"{task.split('/')[-1]}, episode {episode}, d = {d}: commanded translation per tick")
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("tick (5 Hz)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"{task} episode {episode} at d = {d}: {', '.join(results)}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "checkpoints" / "cogact-demo"))
@@ -202,6 +254,11 @@ def main() -> int:
         "benchmark": "realtime", "model": args.model, "period_ms": PERIOD_MS, "machine": platform.processor()
         or platform.machine(), "paper_latency_ms": PAPER_LATENCY_MS, "rows": rows}, indent=2))
     plot(rows, args.out / "realtime.png")
+    (args.out / "realtime.md").write_text(markdown(rows) + "\n")
+    for task in args.tasks:
+        traced = plot_traces(args.out, task, 2, list(EXECUTIONS), args.out / f"traces_{task.split('/')[-1]}.png")
+        if traced:
+            print(f"traces: {traced}")
     print(f"wrote {args.out / 'realtime.json'} and {args.out / 'realtime.png'}")
     return 0
 

@@ -258,16 +258,6 @@ def test_the_robot_side_imports_no_policy_or_simulator_stack():
 
 # -- the simulator, end to end --------------------------------------------------------------------------------------
 
-def _assets_env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    shared = REPO.parent / "shared" / "simpler_assets"
-    if not env.get("MS_ASSET_DIR") and shared.is_dir():
-        env["MS_ASSET_DIR"] = str(shared.resolve())
-    if not env.get("MS_ASSET_DIR"):
-        pytest.fail("SIMPLER assets not found: set MS_ASSET_DIR (CI uses ../shared/simpler_assets)")
-    return env
-
-
 def _read_until(process: subprocess.Popen, pattern: str, lines: list[str],
                 timeout_s: float) -> tuple[re.Match, threading.Thread]:
     """Wait until a line of ``process``'s output matches ``pattern``; a thread keeps reading every line into
@@ -294,8 +284,9 @@ def _read_until(process: subprocess.Popen, pattern: str, lines: list[str],
 
 @pytest.mark.slow
 @pytest.mark.sim
-def test_vlart_robot_drives_simpler_and_holds_on_sigint(tmp_path):
-    env = _assets_env()
+def test_vlart_robot_drives_simpler_and_holds_on_sigint(simpler_assets, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               MS_ASSET_DIR=str(simpler_assets))
     python = sys.executable
     serve = subprocess.Popen([python, "-m", "runtime.cli", "serve", "--model", "cogact-tiny", "--bind",
                               "tcp://127.0.0.1:*"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
