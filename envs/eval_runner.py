@@ -2,9 +2,9 @@
 
 Episodes run in worker processes (``--workers``), each with its own simulator and its own policy connection: through
 a ``vlart serve`` process and the thin ZeroMQ client (``--via zmq``, the path a robot takes; the server is started
-here unless ``--connect`` names one) or with the policy loaded in the worker (``--via inproc``). The parent hands out
-episodes, watches each worker, and records an episode that crashes, hangs past its time limit or kills its worker as
-a failure with the reason; the run goes on. Each episode: reset the task at its ``episode_id`` (seeded), reset the
+here unless ``--connect`` names one) or with the policy loaded in the worker (``--via inproc``). The parent deals the
+episodes to the workers in a fixed order (so a rerun is the same run), watches each worker, and records an episode
+that crashes, hangs past its time limit or kills its worker as a failure with the reason; the run goes on. Each episode: reset the task at its ``episode_id`` (seeded), reset the
 policy's ensemble, then step up to the task's limit with the policy's ensembled action converted as CogACT's SIMPLER
 wrapper does, recording SIMPLER's official success (at the final step) and success at any step. Episodes come from
 SIMPLER's official grid or, with ``grid="heldout"``, from placements off it (``envs/placements.py``). results.json
@@ -352,20 +352,26 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
             server = ServerProcess(config, config.out / "server.log")
             endpoint = server.endpoint
     context = mp.get_context("spawn")
-    job_queue, result_queue = context.Queue(), context.Queue()
-    for job in jobs:
-        job_queue.put(job)
-    for _ in range(config.workers):
-        job_queue.put(None)
+    result_queue = context.Queue()
+    # Episodes are dealt to the workers in a fixed order (episode i to shard i mod W), not taken from one shared
+    # queue: which episodes share a simulator, and in what order, then never depends on timing, and a simulator's
+    # history shifts its physics by float rounding, so a shared queue made reruns differ by a few episodes.
+    shards = [context.Queue() for _ in range(min(config.workers, len(jobs)))]
+    for index, job in enumerate(jobs):
+        shards[index % len(shards)].put(job)
+    for shard in shards:
+        shard.put(None)
 
-    def start_worker(worker_id: int) -> Any:
-        process = context.Process(target=worker_main, args=(worker_id, config, endpoint, job_queue, result_queue),
+    def start_worker(worker_id: int, shard: int) -> Any:
+        process = context.Process(target=worker_main,
+                                  args=(worker_id, config, endpoint, shards[shard], result_queue),
                                   name=f"vlart-eval-{worker_id}", daemon=True)
         process.start()
         return process
 
     started = time.perf_counter()
-    workers = {i: start_worker(i) for i in range(min(config.workers, len(jobs)))}
+    workers = {i: start_worker(i, i) for i in range(len(shards))}
+    shard_of = {i: i for i in workers}
     running: dict[int, _Watch] = {}
     records: list[EpisodeRecord] = []
     model_config: Optional[dict[str, Any]] = None
@@ -409,8 +415,10 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
                 running.pop(worker_id)
                 finish(EpisodeRecord(job.task, job.episode_id, job.seed, failure=reason))
                 del workers[worker_id]
-                if len(records) < len(jobs):
-                    workers[next_id] = start_worker(next_id)
+                shard = shard_of.pop(worker_id)
+                if len(records) < len(jobs):  # a new worker goes on with the dead one's episodes
+                    workers[next_id] = start_worker(next_id, shard)
+                    shard_of[next_id] = shard
                     next_id += 1
             if not any(p.is_alive() for p in workers.values()) and not running and len(records) < len(jobs):
                 done = {(r.task, r.episode_id) for r in records}
