@@ -132,8 +132,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         d = row.get("delay_ticks", "wc")
         grasped = percent(row["grasped"], row["episodes"]) if row.get("grasped") else "-"
         lines.append(f"{row['task']:<32}{row['preset']:<23}{d!s:>3}{row['execution']:>10}"
-                     f"{percent(row['success_final'], row['episodes']):>31}{grasped:>31}{row.get('stale_ratio_mean', 0):>7.2f}"
-                     f"{row.get('action_change_mm_mean', 0):>8.2f}")
+                     f"{percent(row['success_final'], row['episodes']):>31}{grasped:>31}"
+                     f"{row.get('stale_ratio_mean', 0):>7.2f}{row.get('action_change_mm_mean', 0):>8.2f}")
     lines.append("d: ticks between an observation and its chunk (delay mode; wc = wallclock); stale: share of ticks "
                  "that held; change: mean change of the commanded translation from one tick to the next (mm); "
                  "brackets: 95% Wilson interval over the task's 24 episodes")

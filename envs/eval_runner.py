@@ -4,11 +4,12 @@ Episodes run in worker processes (``--workers``), each with its own simulator an
 a ``vlart serve`` process and the thin ZeroMQ client (``--via zmq``, the path a robot takes; the server is started
 here unless ``--connect`` names one) or with the policy loaded in the worker (``--via inproc``). The parent deals the
 episodes to the workers in a fixed order (so a rerun is the same run), watches each worker, and records an episode
-that crashes, hangs past its time limit or kills its worker as a failure with the reason; the run goes on. Each episode: reset the task at its ``episode_id`` (seeded), reset the
-policy's ensemble, then step up to the task's limit with the policy's ensembled action converted as CogACT's SIMPLER
-wrapper does, recording SIMPLER's official success (at the final step) and success at any step. Episodes come from
-SIMPLER's official grid or, with ``grid="heldout"``, from placements off it (``envs/placements.py``). results.json
-also records where the result came from: the git commit, package versions and the model's resolved config.
+that crashes, hangs past its time limit or kills its worker as a failure with the reason; the run goes on. Each
+episode: reset the task at its ``episode_id`` (seeded), reset the policy's ensemble, then step up to the task's limit
+with the policy's ensembled action converted as CogACT's SIMPLER wrapper does, recording SIMPLER's official success
+(at the final step) and success at any step. Episodes come from SIMPLER's official grid or, with
+``grid="heldout"``, from placements off it (``envs/placements.py``). results.json also records where the result came
+from: the git commit, package versions and the model's resolved config.
 """
 
 from __future__ import annotations
