@@ -129,9 +129,9 @@ class RemotePolicy:
         return result.action, result.round_trip_ms, over
 
     def chunk(self, obs: Any, seed: int, continuation: Any) -> Any:
-        kwargs = ({"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks}
-                  if continuation is not None else {})
-        return self.client.infer(obs.image, obs.instruction, seed=seed, **kwargs).actions
+        from runtime.control_loop import continuation_arguments
+
+        return self.client.infer(obs.image, obs.instruction, seed=seed, **continuation_arguments(continuation)).actions
 
 
 class LocalPolicy:

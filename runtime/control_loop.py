@@ -350,14 +350,20 @@ def policy_predictor(policy: Any, seed: Optional[Callable[[int], int]] = None) -
     return predict
 
 
+def continuation_arguments(continuation: Optional[ChunkContinuation]) -> dict[str, Any]:
+    """``PolicyClient.infer``'s ``prefix`` and ``delay_ticks`` for ``continuation`` (none without one)."""
+    if continuation is None:
+        return {}
+    return {"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks}
+
+
 def client_predictor(client: Any, seed: Optional[Callable[[int], int]] = None) -> ChunkPredictor:
     """A ``bridge.client.PolicyClient`` (a remote server) as a chunk predictor; ``seed(tick)`` as above."""
 
     def predict(request: ChunkRequest) -> np.ndarray:
-        obs, continuation = request.observation, request.continuation
-        kwargs = ({"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks}
-                  if continuation is not None else {})
+        obs = request.observation
         return client.infer(obs.image, obs.instruction, proprio=obs.proprio,
-                            seed=seed(request.tick) if seed else None, **kwargs).actions
+                            seed=seed(request.tick) if seed else None,
+                            **continuation_arguments(request.continuation)).actions
 
     return predict
