@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Sets up vlart in ./.venv: torch first (the pinned CPU wheel, so nothing pulls a multi-GB CUDA build), then the
-# project with the extras given (default: policy,plot,sim,test), then, for the simulator, a Vulkan driver.
-#   ./setup.sh                 # everything: policy, plots, SIMPLER, tests
+# project with the extras given (default: policy,plot,sim,test,real2sim), then, for the simulator, a Vulkan driver.
+# `real2sim` is not a pip extra: it builds the second environment, .venv-real2sim, where SIMPLER's Google-robot tasks
+# run (the original SimplerEnv: SAPIEN 2.2.2 and numpy < 2, which cannot share .venv with ManiSkill3).
+#   ./setup.sh                 # everything: policy, plots, SIMPLER (both robots), tests
 #   ./setup.sh policy          # the policy only
-# Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0).
+# Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0), REAL2SIM_PYTHON (default python3.11),
+# REAL2SIM_SOURCE (ManiSkill2_real2sim's source: default the pack beside this checkout, ../shared/simpler_real2sim,
+# else its public repository at the pinned commit).
 set -euo pipefail
 cd "$(dirname "$0")"
-extras="${1:-policy,plot,sim,test}"
+extras="${1:-policy,plot,sim,test,real2sim}"
 python="${PYTHON:-python3}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 
@@ -38,13 +42,66 @@ ensure_vulkan() {
     fi
 }
 
+REAL2SIM_COMMIT=ef7a4d4fdf4b69f2c2154db5b15b9ac8dfe10682  # simpler-env/ManiSkill2_real2sim, as the shared pack
+
+# The Vulkan layer SAPIEN 2 needs on lavapipe (envs/vulkan_layer/), built into the environment that loads it.
+build_vulkan_layer() {
+    local target=$1/vulkan_layer
+    if [[ ! -f /usr/include/vulkan/vk_layer.h ]] && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvulkan-dev >/dev/null
+    fi
+    if ! command -v gcc >/dev/null || [[ ! -f /usr/include/vulkan/vk_layer.h ]]; then
+        echo "setup: ERROR: building the Vulkan layer for SAPIEN 2 needs gcc and the Vulkan headers" \
+             "(Debian: apt-get install gcc libvulkan-dev)" >&2
+        return 1
+    fi
+    mkdir -p "$target"
+    gcc -O2 -shared -fPIC -fvisibility=hidden -Wall -o "$target/libVkLayer_vlart_hide_cuda_interop.so" \
+        envs/vulkan_layer/hide_cuda_interop.c
+    cp envs/vulkan_layer/VkLayer_vlart_hide_cuda_interop.json "$target/"
+}
+
+setup_real2sim() {
+    local venv=.venv-real2sim source="${REAL2SIM_SOURCE:-}"
+    [ -x "$venv/bin/python" ] || "${REAL2SIM_PYTHON:-python3.11}" -m venv "$venv"
+    pip2() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+    pip2 install "sapien==2.2.2" "numpy<2" scipy "gymnasium>=0.28.1,<1.0" h5py pyyaml tqdm transforms3d \
+        opencv-python-headless "imageio[ffmpeg]" trimesh rtree ruckig pillow
+    if [[ -z "$source" && -d ../shared/simpler_real2sim/ManiSkill2_real2sim ]]; then
+        source=../shared/simpler_real2sim/ManiSkill2_real2sim
+    fi
+    if ! "$venv/bin/python" -c "import mani_skill2_real2sim" 2>/dev/null; then
+        if [[ -n "$source" ]]; then
+            # Built from a copy without its data/ (83 MB of assets, found through MS2_REAL2SIM_ASSET_DIR): the
+            # source may be read-only, and pip builds in the source tree.
+            local copy
+            copy=$(mktemp -d)
+            tar -C "$source" --exclude=./data -cf - . | tar -C "$copy" -xf -
+            pip2 install --no-deps "$copy"
+            rm -rf "$copy"
+        else
+            pip2 install --no-deps "git+https://github.com/simpler-env/ManiSkill2_real2sim@$REAL2SIM_COMMIT"
+        fi
+    fi
+    pip2 install .  # vlart's base install (numpy, pyzmq, msgpack): the thin client and the simulator side
+    if [[ "$(.venv/bin/python -c 'from envs.rendering import gpu_vulkan_icd; print(gpu_vulkan_icd() is None)' \
+             2>/dev/null || echo True)" == True ]]; then
+        build_vulkan_layer "$venv"
+    fi
+    echo "setup: SimplerEnv (Google robot) is set up in $(pwd)/$venv"
+}
+
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 if has_extra policy && ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip install "$torch_spec"
 fi
-pip install -e ".[$extras]"
-if has_extra sim; then
+pip_extras=$(tr ',' '\n' <<<"$extras" | grep -vx real2sim | paste -sd, -)
+pip install -e ".[$pip_extras]"
+if has_extra sim || has_extra real2sim; then
     ensure_vulkan
+fi
+if has_extra real2sim; then
+    setup_real2sim
 fi
 echo "vlart is set up in $(pwd)/.venv ($(.venv/bin/vlart --help >/dev/null && echo 'vlart command ok'))"

@@ -3,7 +3,7 @@
     MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
         [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
         [--strategies hold ensemble blend rtc rtc-hard rtc-x0] [--accel hold rtc-hard] [--wallclock hold ensemble]
-        [--workers 2] [--out benchmarks/results/realtime] [--report-only]
+        [--workers 2] [--grid official|heldout] [--out benchmarks/results/realtime] [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
 every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
@@ -14,6 +14,10 @@ execution (``rtc`` by RePaint inpainting with RTC's soft mask; ``rtc-hard``: onl
 cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added for the executions named. ``--wallclock`` adds
 one ``--timing wallclock`` run per task and execution (real time, this CPU's latency, through ``vlart serve``); run
 it alone on the machine, as its latency is whatever the machine gives.
+
+``--grid heldout`` runs the cells on the held-out placements instead (24 per task, off SIMPLER's grid; default out
+``benchmarks/results/realtime_heldout``): the data that chooses a setting, such as RTC's mask, before the official
+grid measures it.
 
 Cells already on disk are reused (the run resumes where it stopped); ``--report-only`` only rebuilds the table, the
 JSON (``realtime.json``) and the plot (``realtime.png``: success vs delay, one line per strategy, 95 % Wilson
@@ -61,7 +65,7 @@ def run_cell(args: argparse.Namespace, task: str, name: str, extra: list[str]) -
     if args.report_only:
         return None
     command = [sys.executable, "-m", "runtime.cli", "eval", "--suite", task, "--model", args.model,
-               "--workers", str(args.workers), "--no-video", "--out", str(run_dir), *extra]
+               "--workers", str(args.workers), "--grid", args.grid, "--no-video", "--out", str(run_dir), *extra]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
@@ -239,11 +243,16 @@ def main() -> int:
     parser.add_argument("--wallclock", nargs="*", default=[], choices=list(EXECUTIONS),
                         help="executions of one real-time run per task (run it alone on the machine)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "realtime")
+    parser.add_argument("--grid", choices=["official", "heldout"], default="official",
+                        help="official: SIMPLER's grid (the test set); heldout: placements off it (for choosing)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default benchmarks/results/realtime (official) or realtime_heldout (heldout)")
     parser.add_argument("--report-only", action="store_true", help="only tabulate and plot the cells on disk")
     args = parser.parse_args()
     if any(d < 0 for d in args.delays):
         parser.error("--delays: expected ticks >= 0")
+    if args.out is None:
+        args.out = REPO / "benchmarks" / "results" / ("realtime" if args.grid == "official" else "realtime_heldout")
     rows = cells(args)
     if not rows:
         print("no cells on disk yet")
@@ -251,8 +260,9 @@ def main() -> int:
     print(table(rows))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "realtime.json").write_text(json.dumps({
-        "benchmark": "realtime", "model": args.model, "period_ms": PERIOD_MS, "machine": platform.processor()
-        or platform.machine(), "paper_latency_ms": PAPER_LATENCY_MS, "rows": rows}, indent=2))
+        "benchmark": "realtime", "model": args.model, "grid": args.grid, "period_ms": PERIOD_MS,
+        "machine": platform.processor() or platform.machine(), "paper_latency_ms": PAPER_LATENCY_MS,
+        "rows": rows}, indent=2))
     plot(rows, args.out / "realtime.png")
     (args.out / "realtime.md").write_text(markdown(rows) + "\n")
     for task in args.tasks:

@@ -14,6 +14,7 @@ from: the git commit, package versions and the model's resolved config.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import queue
@@ -24,70 +25,20 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
-from envs.placements import GRIDS
+from envs.eval_config import EpisodeJob, EvalConfig
+from envs.real2sim_workers import Real2SimWorkerProcess
 from envs.registry import TASKS, resolve_suite
 from envs.results import EpisodeRecord, latency_stats, summary_table, write_results
-from envs.timing import EpisodeSimulator, TimingConfig, run_timed_episode
+from envs.timing import EpisodeSimulator, run_timed_episode
 from runtime.provenance import provenance
 
 DEFAULT_EPISODES_WITHOUT_GRID = 10
 DEFAULT_HELDOUT_EPISODES = 24
 SERVER_START_TIMEOUT_S = 300.0
 SIM_BUILD_TIMEOUT_S = 600.0  # the episode watchdog starts once the simulator is built; building has its own
-
-
-@dataclass
-class EvalConfig:
-    suite: str
-    model: Optional[str] = None
-    via: str = "zmq"
-    connect: Optional[str] = None
-    episodes: Optional[int] = None
-    max_steps: Optional[int] = None
-    workers: int = 1
-    out: Path = Path("runs/eval")
-    seed: int = 0
-    overrides: list[str] = field(default_factory=list)
-    unnorm_key: Optional[str] = None
-    budget: Optional[str] = None
-    step_timeout_s: float = 120.0
-    episode_timeout_s: Optional[float] = None
-    video: bool = True
-    inject_fault: Optional[str] = None  # "crash:EPISODE:STEP" or "hang:EPISODE:STEP" (exercises failure handling)
-    preset: Optional[str] = None
-    plan: Optional[str] = None
-    grid: str = "official"  # "heldout": placements off the official grid, never seen when choosing the model
-    timing: TimingConfig = field(default_factory=TimingConfig)
-
-    def __post_init__(self) -> None:
-        if self.grid not in GRIDS:
-            raise ValueError(f"--grid: expected one of {', '.join(GRIDS)}, got {self.grid!r}")
-        if self.via not in ("zmq", "inproc"):
-            raise ValueError(f"--via: expected zmq or inproc, got {self.via!r}")
-        if self.via == "inproc" and not self.model:
-            raise ValueError("--model: --via inproc needs a model to load")
-        if self.via == "zmq" and not (self.model or self.connect):
-            raise ValueError("--model or --connect: --via zmq needs a model to serve or a server to connect to")
-        if self.workers < 1:
-            raise ValueError("--workers: expected >= 1")
-        if self.episodes is not None and self.episodes < 1:
-            raise ValueError("--episodes: expected >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError("--max-steps: expected >= 1")
-        if self.inject_fault is not None and not re.fullmatch(r"(crash|hang):\d+:\d+", self.inject_fault):
-            raise ValueError("--inject-fault: expected crash:EPISODE:STEP or hang:EPISODE:STEP")
-
-
-@dataclass(frozen=True)
-class EpisodeJob:
-    task: str
-    episode_id: int
-    seed: int
-    max_steps: int
 
 
 def plan_jobs(config: EvalConfig) -> list[EpisodeJob]:
@@ -104,6 +55,55 @@ def plan_jobs(config: EvalConfig) -> list[EpisodeJob]:
         steps = min(config.max_steps or spec.max_steps, spec.max_steps)
         jobs.extend(EpisodeJob(spec.name, i, config.seed + i, steps) for i in range(count))
     return jobs
+
+
+def suite_backend(config: EvalConfig) -> str:
+    """The simulator every task of the suite runs in: one per run, since its workers run in that one's interpreter."""
+    backends = {spec.backend for spec in resolve_suite(config.suite)}
+    if len(backends) > 1:
+        raise ValueError(f"--suite: {config.suite} mixes simulators ({', '.join(sorted(backends))}); evaluate them "
+                         "in separate runs")
+    backend = backends.pop()
+    if backend == "real2sim":
+        if config.via != "zmq":
+            raise ValueError("--via: the Google-robot tasks run in the SimplerEnv interpreter, which has no policy; "
+                             "use --via zmq (the default)")
+        from envs.real2sim_workers import real2sim_python
+
+        real2sim_python()  # fails here, before a server starts, if the environment is missing
+    return backend
+
+
+def with_task_conventions(config: EvalConfig) -> EvalConfig:
+    """The suite's action conventions where the user set none: the unnormalisation statistics and ensemble window of
+    its robot (the Google robot: ``fractal20220817_data``, horizon 2, as CogACT's SIMPLER wrapper sets them)."""
+    specs = resolve_suite(config.suite)
+    keys = {spec.unnorm_key for spec in specs}
+    horizons = {spec.ensemble_horizon for spec in specs}
+    if len(keys) > 1 or len(horizons) > 1:
+        raise ValueError(f"--suite: {config.suite} mixes robots with different action conventions")
+    key, horizon = keys.pop(), horizons.pop()
+    overrides = list(config.overrides)
+    if horizon is not None and not any(item.startswith("actions.ensemble_horizon=") for item in overrides):
+        overrides.append(f"actions.ensemble_horizon={horizon}")
+    return dataclasses.replace(config, unnorm_key=config.unnorm_key or key, overrides=overrides)
+
+
+def check_server_conventions(endpoint: str, config: EvalConfig) -> None:
+    """A server started elsewhere must unnormalise with the suite's statistics, or every action is off."""
+    if config.unnorm_key is None:
+        return
+    from bridge.client import PolicyClient
+
+    client = PolicyClient(endpoint, timeout_s=config.step_timeout_s, retries=1, name="vlart-eval-check")
+    try:
+        served = client.hello()["conventions"].get("unnorm_key")
+    finally:
+        client.close()
+    if served != config.unnorm_key:
+        raise ValueError(f"--connect: the server at {endpoint} unnormalises actions with {served!r}, the suite's "
+                         f"robot needs {config.unnorm_key!r} (start it with vlart serve --unnorm-key "
+                         f"{config.unnorm_key}, or pass --unnorm-key to use another)")
 
 
 # -- inside a worker process -----------------------------------------------------------------------------------------
@@ -195,8 +195,13 @@ def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig,
         policy.reset()
         simulator = EpisodeSimulator(task, first, check_fault)
         if config.timing.mode == "lockstep":
+            instruction = first.instruction
             for step in range(job.max_steps):
-                action, latency_ms, over = policy.act(simulator.observe(), seed=job.seed * 1000 + step)
+                observation = simulator.observe()
+                if observation.instruction != instruction:  # a multi-stage task's next stage: a new ensemble, as
+                    policy.reset()                            # CogACT's wrapper starts one on a new instruction
+                    instruction = observation.instruction
+                action, latency_ms, over = policy.act(observation, seed=job.seed * 1000 + step)
                 latencies.append(latency_ms)
                 record.budget_violation_steps += int(over)
                 simulator.act(action)
@@ -234,35 +239,46 @@ def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig,
     return record
 
 
-def worker_main(worker_id: int, config: EvalConfig, endpoint: Optional[str], jobs: Any, results: Any) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
-    from envs.sim_env import SimTask
+def serve_jobs(worker_id: int, config: EvalConfig, endpoint: Optional[str],
+               next_job: Callable[[], Optional[EpisodeJob]],
+               emit: Callable[[tuple[str, int, Any, float]], None]) -> None:
+    """A worker's life: connect to the policy, then run the jobs ``next_job`` hands out (None: no more), reporting
+    each through ``emit`` as (kind, worker_id, payload, monotonic time). A simulator is built per task on first use and
+    rebuilt after an episode fails (its state is then unknown)."""
+    from envs.tasks import make_task
 
     policy = RemotePolicy(endpoint, config.step_timeout_s) if endpoint else LocalPolicy(config)
-    results.put(("model_config", worker_id, policy.model_config, time.monotonic()))
+    emit(("model_config", worker_id, policy.model_config, time.monotonic()))
     video_dir = config.out / "videos" if config.video else None
     tasks: dict[str, Any] = {}
     while True:
-        job = jobs.get()
+        job = next_job()
         if job is None:
             break
         record = None
         if job.task not in tasks:
-            results.put(("building", worker_id, job, time.monotonic()))
+            emit(("building", worker_id, job, time.monotonic()))
             try:
-                tasks[job.task] = SimTask(TASKS[job.task], grid=config.grid)
+                tasks[job.task] = make_task(TASKS[job.task], grid=config.grid)
             except Exception as exc:  # the environment could not even be built
+                traceback.print_exc()
                 record = EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
         if record is None:
-            results.put(("start", worker_id, job, time.monotonic()))
+            emit(("start", worker_id, job, time.monotonic()))
             record = run_episode(tasks[job.task], policy, job, config, video_dir)
         if record.failure is not None:
-            failed = tasks.pop(job.task, None)  # its state is unknown: build a fresh one next time
+            failed = tasks.pop(job.task, None)
             if failed is not None:
                 failed.close()
-        results.put(("done", worker_id, record, time.monotonic()))
+        emit(("done", worker_id, record, time.monotonic()))
+
+
+def worker_main(worker_id: int, config: EvalConfig, endpoint: Optional[str], jobs: Any, results: Any) -> None:
+    """A ManiSkill3 worker: a multiprocessing child of ``vlart eval`` (jobs and results are its queues)."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+    serve_jobs(worker_id, config, endpoint, jobs.get, results.put)
 
 
 # -- the parent ------------------------------------------------------------------------------------------------------
@@ -342,13 +358,16 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     """Run every episode of the suite; write ``results.json`` (and videos) under ``config.out``; return the result."""
     from tqdm import tqdm
 
+    config = with_task_conventions(config)
     jobs = plan_jobs(config)
+    backend = suite_backend(config)
     config.out.mkdir(parents=True, exist_ok=True)
     server = None
     endpoint = None
     if config.via == "zmq":
         if config.connect:
             endpoint = config.connect
+            check_server_conventions(endpoint, config)
         else:
             server = ServerProcess(config, config.out / "server.log")
             endpoint = server.endpoint
@@ -364,9 +383,9 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         shard.put(None)
 
     def start_worker(worker_id: int, shard: int) -> Any:
-        process = context.Process(target=worker_main,
-                                  args=(worker_id, config, endpoint, shards[shard], result_queue),
-                                  name=f"vlart-eval-{worker_id}", daemon=True)
+        args = (worker_id, config, endpoint, shards[shard], result_queue)
+        process: Any = (Real2SimWorkerProcess(*args) if backend == "real2sim" else
+                        context.Process(target=worker_main, args=args, name=f"vlart-eval-{worker_id}", daemon=True))
         process.start()
         return process
 

@@ -15,13 +15,14 @@ from typing import Optional
 
 import numpy as np
 
-from envs.action_adapters import NormalizedEEDeltaAdapter, WidowXBridgeAdapter
+from envs.action_adapters import GoogleRobotAdapter, NormalizedEEDeltaAdapter, WidowXBridgeAdapter
 from envs.placements import GRIDS, Placement, PlacementSampler
 from envs.registry import TaskSpec
 from envs.rendering import check_simpler_assets, configure_rendering
 from policies.interface import Observation
 
-ADAPTERS = {"widowx_bridge": WidowXBridgeAdapter, "ee_delta_normalized": NormalizedEEDeltaAdapter}
+ADAPTERS = {"widowx_bridge": WidowXBridgeAdapter, "google_robot": GoogleRobotAdapter,
+            "ee_delta_normalized": NormalizedEEDeltaAdapter}
 
 
 @dataclass
@@ -36,6 +37,9 @@ class StepResult:
 
 class SimTask:
     def __init__(self, spec: TaskSpec, grid: str = "official") -> None:
+        if spec.backend != "maniskill3":
+            raise ValueError(f"{spec.name} runs in the original SimplerEnv (its own interpreter, .venv-real2sim), "
+                             "not ManiSkill3: build it with envs.tasks.make_task there, or run vlart eval")
         if grid not in GRIDS:
             raise ValueError(f"grid: expected one of {', '.join(GRIDS)}, got {grid!r}")
         if grid == "heldout" and spec.grid_size is None:

@@ -1,7 +1,8 @@
 """A SIMPLER task as a robot: ``vlart robot --robot simpler:TASK[:EPISODE]`` drives the simulator in real time.
 
-``SimplerRobotAdapter(task, episode_id, seed)`` builds the task's ``SimTask`` (ManiSkill3 on the CPU), resets it to
-the episode and then serves the control loop like a real arm: ``observe()`` returns the current frame, ``act()``
+``SimplerRobotAdapter(task, episode_id, seed)`` builds the task's simulator (ManiSkill3 on the CPU; a
+Google-robot task needs the SimplerEnv interpreter, e.g. ``.venv-real2sim/bin/vlart robot``), resets it to the
+episode and then serves the control loop like a real arm: ``observe()`` returns the current frame, ``act()``
 steps the simulator with the action.
 
 **What hold does.** ``hold()`` steps the simulator once with the hold action: zero end-effector motion, the gripper
@@ -37,7 +38,7 @@ def resolve_task(task: str) -> str:
 
 class SimplerRobotAdapter(RobotAdapter):
     def __init__(self, task: str, episode_id: int = 0, seed: int = 0, grid: str = "official") -> None:
-        from envs.sim_env import SimTask
+        from envs.tasks import make_task
 
         self.task_name = resolve_task(task)
         self.spec = TASKS[self.task_name]
@@ -45,7 +46,7 @@ class SimplerRobotAdapter(RobotAdapter):
             raise ValueError(f"episode {episode_id} is off {self.task_name}'s grid (0 .. {self.spec.grid_size - 1})")
         self.episode_id = episode_id
         self.seed = seed
-        self.sim: Optional[SimTask] = SimTask(self.spec, grid=grid)
+        self.sim: Optional[Any] = make_task(self.spec, grid=grid)
         self.observation: Observation = self.sim.reset(episode_id=episode_id, seed=seed)
         self.steps = 0  # simulator steps: actions and holds
         self.actions = 0

@@ -16,6 +16,7 @@ CONFIGS = REPO / "configs" / "models"
 TINY = CONFIGS / "cogact-tiny.yaml"
 SAMPLE_IMAGE = REPO / "configs" / "samples" / "bridge_table.png"
 SHARED_ASSETS = REPO.parent / "shared" / "simpler_assets"
+SHARED_REAL2SIM_DATA = REPO.parent / "shared" / "simpler_real2sim" / "ManiSkill2_real2sim" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,17 @@ def simpler_assets() -> Path:
     if not os.environ.get("MS_ASSET_DIR"):
         pytest.fail("SIMPLER assets not found: set MS_ASSET_DIR (CI uses ../shared/simpler_assets)")
     return Path(os.environ["MS_ASSET_DIR"])
+
+
+@pytest.fixture(scope="session")
+def real2sim_assets() -> Path:
+    """Google-robot tests use SimplerEnv's data: MS2_REAL2SIM_ASSET_DIR, or the shared pack beside this checkout."""
+    if not os.environ.get("MS2_REAL2SIM_ASSET_DIR") and SHARED_REAL2SIM_DATA.is_dir():
+        os.environ["MS2_REAL2SIM_ASSET_DIR"] = str(SHARED_REAL2SIM_DATA.resolve())
+    if not os.environ.get("MS2_REAL2SIM_ASSET_DIR"):
+        pytest.fail("SimplerEnv data not found: set MS2_REAL2SIM_ASSET_DIR "
+                    "(CI uses ../shared/simpler_real2sim/ManiSkill2_real2sim/data)")
+    return Path(os.environ["MS2_REAL2SIM_ASSET_DIR"])
 
 
 @pytest.fixture(scope="session")

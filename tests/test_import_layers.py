@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "runtime.robot": 4, "runtime.robot_template": 4,  # the robot side: RobotAdapter, RobotRunner, the arm template
     "bridge.server": 5,
     "envs.eval_runner": 6,  # evaluation orchestration (design.md's layer 6): loads the policy and its preset inproc
+    "envs.real2sim_workers": 6, "envs.real2sim_worker_main": 6,  # its workers in the SimplerEnv interpreter
 }
 DEFAULT_LAYERS = {"policies": 3, "envs": 5, "runtime": 6, "bridge": 6}
 ROBOT_SIDE = (1, 2, 4)

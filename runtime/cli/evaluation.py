@@ -76,7 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a policy on simulator tasks (SIMPLER)",
         description="--model is served by vlart unless --connect names a running server.",
         parents=[model_options(model="optional", presets="one", plan=True, unnorm_key=True)])
-    evaluate.add_argument("--suite", required=True, help="suite (simpler_widowx, quick) or task (simpler/...)")
+    evaluate.add_argument("--suite", required=True, help="suite (simpler_widowx, simpler_google_vm, quick) or task (simpler/...)")
     evaluate.add_argument("--via", default="zmq", choices=["zmq", "inproc"],
                           help="zmq: through a vlart server and the thin client, as a robot (default); inproc")
     evaluate.add_argument("--connect", default=None, help="use this running server instead of starting one")

@@ -1,0 +1,137 @@
+"""One SIMPLER Google-robot task in the original SimplerEnv (ManiSkill2_real2sim on SAPIEN 2.2.2).
+
+Runs only in the second interpreter that ``./setup.sh`` builds (``.venv-real2sim``: numpy < 2, SAPIEN 2): it
+imports numpy, gymnasium, sapien and mani_skill2_real2sim, never torch. ``Real2SimTask`` has ``SimTask``'s interface
+(``reset(episode_id, seed)`` -> ``Observation``, ``step(policy_action)`` -> ``StepResult``, ``close()``), so the
+evaluation worker, the timed control loop and ``vlart robot`` drive it unchanged.
+
+Episode ``i`` is entry ``i`` of the task's official visual-matching grid (``envs/google_robot_grids.py``): the
+environment is built with that entry's constructor keywords (robot recolouring, can orientation, drawer, scene) as
+SimplerEnv's ``main_inference.py`` builds it, and rebuilt only when the next episode needs different ones. The
+instruction is read at every step: placing the apple in the drawer switches from "open top drawer" to "place apple
+into top drawer" at step 100, and, as CogACT's wrapper does on a new instruction, the sticky gripper starts afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from envs.action_adapters import GoogleRobotAdapter
+from envs.google_robot_grids import GOOGLE_GRIDS, GoogleEpisode
+from envs.registry import TaskSpec
+from envs.rendering import configure_rendering
+from envs.sim_env import StepResult
+from policies.interface import Observation
+
+CONTROL_MODE = ("arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_"
+                "interpolate_by_planner")
+SIM_FREQ = 513
+LAYER_NAME = "VK_LAYER_VLART_hide_cuda_interop"
+LAYER_MANIFEST = "VkLayer_vlart_hide_cuda_interop.json"  # envs/vulkan_layer/, built by setup.sh
+ASSET_PATHS = ("real_inpainting/google_coke_can_real_eval_1.png", "custom/info_pick_custom_baked_tex_v1.json")
+
+
+def check_real2sim_assets() -> Path:
+    """The folder MS2_REAL2SIM_ASSET_DIR names, checked to hold the SimplerEnv data (overlays, object models)."""
+    value = os.environ.get("MS2_REAL2SIM_ASSET_DIR")
+    if not value:
+        raise RuntimeError(
+            "MS2_REAL2SIM_ASSET_DIR is not set: point it at ManiSkill2_real2sim's data folder (this checkout: export "
+            "MS2_REAL2SIM_ASSET_DIR=$(realpath ../shared/simpler_real2sim/ManiSkill2_real2sim/data); with internet: "
+            "the data/ folder of a clone of github.com/simpler-env/ManiSkill2_real2sim)"
+        )
+    root = Path(value).expanduser().resolve()
+    missing = [p for p in ASSET_PATHS if not (root / p).exists()]
+    if missing:
+        raise RuntimeError(f"MS2_REAL2SIM_ASSET_DIR={root} lacks {', '.join(missing)}: not ManiSkill2_real2sim's data")
+    os.environ["MS2_REAL2SIM_ASSET_DIR"] = str(root)
+    return root
+
+
+def configure_real2sim_rendering() -> str:
+    """Point Vulkan at a driver before SAPIEN 2 starts; on lavapipe also enable the layer ``./setup.sh`` builds into
+    this interpreter's environment (SAPIEN 2 asks for CUDA-interop extensions lavapipe lacks). Returns the backend."""
+    backend = configure_rendering()
+    os.environ["DISPLAY"] = ""  # SAPIEN 2 would try to open a window through GLFW
+    if backend == "sapien_cpu":
+        layer_dir = Path(os.environ.get("VLART_VK_LAYER_DIR", Path(sys.prefix) / "vulkan_layer"))
+        if not (layer_dir / LAYER_MANIFEST).is_file():
+            raise RuntimeError(f"the Vulkan layer SAPIEN 2 needs on lavapipe is not in {layer_dir}: run ./setup.sh "
+                               "(it builds the layer into .venv-real2sim; needs gcc and libvulkan-dev)")
+        paths = [str(layer_dir)] + [p for p in os.environ.get("VK_LAYER_PATH", "").split(os.pathsep) if p]
+        os.environ["VK_LAYER_PATH"] = os.pathsep.join(dict.fromkeys(paths))
+        layers = [LAYER_NAME] + [n for n in os.environ.get("VK_INSTANCE_LAYERS", "").split(os.pathsep) if n]
+        os.environ["VK_INSTANCE_LAYERS"] = os.pathsep.join(dict.fromkeys(layers))
+    return backend
+
+
+class Real2SimTask:
+    def __init__(self, spec: TaskSpec, grid: str = "official") -> None:
+        if spec.name not in GOOGLE_GRIDS:
+            raise ValueError(f"{spec.name}: not a SimplerEnv (Google-robot) task")
+        if grid != "official":
+            raise ValueError(f"grid: {spec.name} has only SIMPLER's official visual-matching grid, got {grid!r}")
+        self.spec = spec
+        self.grid = grid
+        self.episodes: list[GoogleEpisode] = GOOGLE_GRIDS[spec.name]()
+        self.asset_dir = check_real2sim_assets()
+        configure_real2sim_rendering()
+        self.env: Any = None
+        self.built: Optional[tuple[Any, ...]] = None  # what the current env was built for
+        self.adapter = GoogleRobotAdapter()
+        self.instruction = ""
+
+    def _build(self, episode: GoogleEpisode) -> None:
+        key = (episode.env_id, episode.scene, episode.overlay, episode.build)
+        if key == self.built:
+            return
+        self.close()
+        import gymnasium as gym
+        import mani_skill2_real2sim.envs  # noqa: F401  (registers the environments)
+
+        self.env = gym.make(
+            episode.env_id, obs_mode="rgbd", robot="google_robot_static", sim_freq=SIM_FREQ,
+            control_mode=CONTROL_MODE, control_freq=int(self.spec.control_rate_hz),
+            max_episode_steps=self.spec.max_steps, scene_name=episode.scene, camera_cfgs={"add_segmentation": True},
+            rgb_overlay_path=str(self.asset_dir / "real_inpainting" / episode.overlay),
+            rgb_overlay_cameras=[self.spec.camera], **dict(episode.build),
+        )
+        self.built = key
+
+    def _observation(self, obs: dict) -> Observation:
+        frame = obs["image"][self.spec.camera]["rgb"]
+        return Observation(image=np.ascontiguousarray(frame, dtype=np.uint8), instruction=self.instruction)
+
+    def _read_instruction(self) -> None:
+        instruction = self.env.unwrapped.get_language_instruction()
+        if instruction != self.instruction:
+            self.instruction = instruction
+            self.adapter.reset()
+
+    def reset(self, episode_id: int, seed: int) -> Observation:
+        if not 0 <= episode_id < len(self.episodes):
+            raise ValueError(f"episode_id: {self.spec.name} has episodes 0 .. {len(self.episodes) - 1}, "
+                             f"got {episode_id}")
+        episode = self.episodes[episode_id]
+        self._build(episode)
+        obs, _ = self.env.reset(seed=seed, options=episode.reset_options())
+        self.instruction = ""
+        self._read_instruction()
+        self.adapter.reset()
+        return self._observation(obs)
+
+    def step(self, policy_action: np.ndarray) -> StepResult:
+        env_action = self.adapter(policy_action)
+        obs, _, _, _, info = self.env.step(env_action.astype(np.float64))
+        self._read_instruction()
+        return StepResult(self._observation(obs), bool(info["success"]), env_action)
+
+    def close(self) -> None:
+        if self.env is not None:
+            env, self.env, self.built = self.env, None, None
+            env.close()
