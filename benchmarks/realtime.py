@@ -181,6 +181,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             errors = [[100 * (s["rate"] - s["ci95"][0]) for _, s in points],
                       [100 * (s["ci95"][1] - s["rate"]) for _, s in points]]
             ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=strategy)
+        lockstep = next((r["success_final"] for r in rows if r["task"] == task and r["preset"] == "baseline"
+                         and r.get("delay_ticks") == 0 and r["execution"] == "ensemble"), None)
+        if lockstep is not None:  # d = 0 with CogACT's ensemble is SIMPLER's lockstep protocol, bit for bit
+            ax.axhline(100 * lockstep["rate"], color="grey", linestyle="--", linewidth=1, label="lockstep")
         for row in rows:
             if row["task"] == task and row["preset"] != "baseline":
                 s = row["success_final"]
