@@ -35,8 +35,9 @@ def measure_in_simplerenv(task: str, resets: int, steps: int) -> dict[str, Any]:
 
     spec = TASKS[task]
     sim = Real2SimTask(spec)
-    build_key = sim.episodes[0].build
-    same_build = [i for i, e in enumerate(sim.episodes) if e.build == build_key and i > 0][:resets]
+    first = sim.episodes[0]
+    same_build = [i for i, e in enumerate(sim.episodes)  # episodes the first one's environment serves unrebuilt
+                  if i > 0 and (e.env_id, e.scene, e.build) == (first.env_id, first.scene, first.build)][:resets]
     started = time.perf_counter()
     sim.reset(0, seed=0)
     first_reset_s = time.perf_counter() - started

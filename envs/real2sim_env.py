@@ -7,7 +7,8 @@ evaluation worker, the timed control loop and ``vlart robot`` drive it unchanged
 
 Episode ``i`` is entry ``i`` of the task's official visual-matching grid (``envs/google_robot_grids.py``): the
 environment is built with that entry's constructor keywords (robot recolouring, can orientation, drawer, scene) as
-SimplerEnv's ``main_inference.py`` builds it, and rebuilt only when the next episode needs different ones. The
+SimplerEnv's ``main_inference.py`` builds it, and rebuilt only when the next episode needs different ones (a new
+overlay photo alone is swapped in place). The
 instruction is read at every step: placing the apple in the drawer switches from "open top drawer" to "place apple
 into top drawer" at step 100, and, as CogACT's wrapper does on a new instruction, the sticky gripper starts afresh.
 """
@@ -83,12 +84,14 @@ class Real2SimTask:
         configure_real2sim_rendering()
         self.env: Any = None
         self.built: Optional[tuple[Any, ...]] = None  # what the current env was built for
+        self.overlay: Optional[str] = None
         self.adapter = GoogleRobotAdapter()
         self.instruction = ""
 
     def _build(self, episode: GoogleEpisode) -> None:
-        key = (episode.env_id, episode.scene, episode.overlay, episode.build)
+        key = (episode.env_id, episode.scene, episode.build)
         if key == self.built:
+            self._set_overlay(episode.overlay)
             return
         self.close()
         import gymnasium as gym
@@ -102,6 +105,20 @@ class Real2SimTask:
             rgb_overlay_cameras=[self.spec.camera], **dict(episode.build),
         )
         self.built = key
+        self.overlay = episode.overlay
+
+    def _set_overlay(self, overlay: str) -> None:
+        """The real photo behind the scene, swapped without a rebuild (the drawer grids change it every episode and a
+        build takes 5-30 s): read as the env's constructor reads it, as SimplerEnv's prepackaged resets swap it."""
+        if overlay == self.overlay:
+            return
+        import cv2
+
+        path = self.asset_dir / "real_inpainting" / overlay
+        unwrapped = self.env.unwrapped
+        unwrapped.rgb_overlay_img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) / 255
+        unwrapped.rgb_overlay_path = str(path)
+        self.overlay = overlay
 
     def _observation(self, obs: dict) -> Observation:
         frame = obs["image"][self.spec.camera]["rgb"]
@@ -133,5 +150,5 @@ class Real2SimTask:
 
     def close(self) -> None:
         if self.env is not None:
-            env, self.env, self.built = self.env, None, None
+            env, self.env, self.built, self.overlay = self.env, None, None, None
             env.close()
