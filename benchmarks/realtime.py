@@ -46,6 +46,7 @@ STRATEGIES = ["hold", "ensemble", "blend", "rtc"]
 # or with the other continuation method (guidance through the predicted x0).
 EXECUTIONS = {
     **{strategy: ["--execution", strategy] for strategy in STRATEGIES},
+    "rtc": ["--execution", "rtc", "--rtc-soft-rows", "all"],  # RTC's soft mask (the cells' name predates the default)
     "rtc-hard": ["--execution", "rtc", "--rtc-soft-rows", "0"],
     "rtc-x0": ["--execution", "rtc", "--set", "sampler.continuation_method=x0_guidance"],
 }

@@ -42,7 +42,7 @@ class TimingConfig:
     execution: str = "ensemble"
     latency_ms: Optional[float] = None
     latency_source: Optional[str] = None
-    rtc_soft_rows: Optional[int] = None  # rtc: overlap rows sent after the frozen ones (None: the whole plan)
+    rtc_soft_rows: Optional[int] = 0  # rtc: overlap rows sent after the frozen ones (0: hard mask; None: whole plan)
 
     def __post_init__(self) -> None:
         if self.mode not in TIMING_MODES:
@@ -55,9 +55,11 @@ class TimingConfig:
         if self.mode == "delay" and (self.latency_ms is None or not math.isfinite(self.latency_ms)
                                      or self.latency_ms < 0):
             raise ValueError("--latency-ms or --latency-from: --timing delay needs a latency >= 0 ms")
-        if self.rtc_soft_rows is not None and (self.execution != "rtc" or self.rtc_soft_rows < 0):
-            raise ValueError(f"--rtc-soft-rows: expected rows >= 0 with --execution rtc, got {self.rtc_soft_rows} "
-                             f"with --execution {self.execution}")
+        if (self.rtc_soft_rows is not None and self.rtc_soft_rows < 0) or (
+                self.execution != "rtc" and self.rtc_soft_rows != 0):
+            given = "all" if self.rtc_soft_rows is None else self.rtc_soft_rows
+            raise ValueError(f"--rtc-soft-rows: expected rows >= 0 (or all) with --execution rtc, got {given} with "
+                             f"--execution {self.execution}")
         if self.mode != "delay" and self.latency_ms is not None:
             raise ValueError(f"--latency-ms/--latency-from: only --timing delay simulates a latency (got --timing "
                              f"{self.mode})")
@@ -71,8 +73,8 @@ class TimingConfig:
     def describe(self, rates_hz: dict[str, float]) -> dict[str, Any]:
         """For results.json: the mode, the strategy and, in ``delay`` mode, the latency and d per task."""
         entry: dict[str, Any] = {"mode": self.mode, "execution": self.execution}
-        if self.rtc_soft_rows is not None:
-            entry["rtc_soft_rows"] = self.rtc_soft_rows
+        if self.execution == "rtc":
+            entry["rtc_soft_rows"] = "all" if self.rtc_soft_rows is None else self.rtc_soft_rows
         if self.mode == "delay":
             entry.update(latency_ms=self.latency_ms, latency_source=self.latency_source,
                          delay_ticks={task: self.delay_ticks(rate) for task, rate in rates_hz.items()})

@@ -18,8 +18,9 @@ plan is the **execution strategy**:
   (``ChunkContinuation``): its first d rows, which will execute before the chunk can arrive, are frozen and the new
   chunk (sampled to reproduce them and continue the rest) then replaces the plan. d is the largest inference delay,
   in ticks, of the last ``rtc_delay_window`` chunks (``rtc_delay_ticks`` before the first). ``rtc_soft_rows`` caps
-  the overlap sent after the frozen rows (None: the whole remaining plan, RTC's soft region up to H - s; 0: only
-  the frozen rows, RTC's hard mask).
+  the overlap sent after the frozen rows: 0 (default) sends only the frozen rows, RTC's hard mask, which the
+  held-out grid chose over the soft one (README, "Real-time evaluation"); None sends the whole remaining plan, RTC's
+  soft region up to H - s, which with a new chunk every d ticks makes the plan keep repeating itself.
 
 When no valid action is ready the loop applies the **hold action** (zero motion, gripper unchanged), never a stale or
 invalid one; chunks with NaN or infinity are discarded. A watchdog switches to hold once no fresh chunk has arrived
@@ -82,7 +83,7 @@ class ControlLoopConfig:
     blend_old_weight: float = 0.3
     rtc_delay_ticks: int = 0
     rtc_delay_window: int = 5
-    rtc_soft_rows: Optional[int] = None
+    rtc_soft_rows: Optional[int] = 0
     watchdog_s: float = 1.0
     hold_on_inference_error: bool = False
     gripper_index: Optional[int] = -1

@@ -5,8 +5,19 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import Optional
 
 from runtime.cli.common import model_options
+
+
+def soft_rows(value: str) -> Optional[int]:
+    """--rtc-soft-rows: a row count, or ``all`` (None: the whole remaining plan)."""
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a row count or all, got {value!r}") from None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -76,7 +87,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a policy on simulator tasks (SIMPLER)",
         description="--model is served by vlart unless --connect names a running server.",
         parents=[model_options(model="optional", presets="one", plan=True, unnorm_key=True)])
-    evaluate.add_argument("--suite", required=True, help="suite (simpler_widowx, simpler_google_vm, quick) or task (simpler/...)")
+    evaluate.add_argument("--suite", required=True,
+                          help="suite (simpler_widowx, simpler_google_vm, quick) or task (simpler/...)")
     evaluate.add_argument("--via", default="zmq", choices=["zmq", "inproc"],
                           help="zmq: through a vlart server and the thin client, as a robot (default); inproc")
     evaluate.add_argument("--connect", default=None, help="use this running server instead of starting one")
@@ -91,9 +103,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="how chunks are executed under delay/wallclock timing: hold (newest chunk replaces), "
                                "ensemble (CogACT's adaptive ensemble; default), blend (LeRobot's 0.3/0.7 average), "
                                "rtc (real-time chunking: inpaint the new chunk to continue the executing one)")
-    evaluate.add_argument("--rtc-soft-rows", type=int, default=None, metavar="N",
+    evaluate.add_argument("--rtc-soft-rows", type=soft_rows, default=0, metavar="N|all",
                           help="--execution rtc: overlap rows the new chunk softly follows after the frozen ones "
-                               "(default: the whole remaining plan; 0: only the frozen rows, a hard mask)")
+                               "(default 0: only the frozen rows, RTC's hard mask, chosen on the held-out grid; "
+                               "all: the whole remaining plan, RTC's soft region)")
     evaluate.add_argument("--latency-ms", type=float, default=None, help="--timing delay: the inference latency")
     evaluate.add_argument("--latency-from", default=None, metavar="PROFILE.json[:PRESET]",
                           help="--timing delay: the p50 of the whole predict in a `vlart profile --json` file")

@@ -25,9 +25,11 @@ def test_timing_config_names_the_flag_that_is_wrong():
         TimingConfig("wallclock", "hold", latency_ms=100.0)
     with pytest.raises(ValueError, match="--timing: expected one of lockstep, delay, wallclock"):
         TimingConfig("realtime")
-    with pytest.raises(ValueError, match="--rtc-soft-rows: expected rows >= 0 with --execution rtc"):
-        TimingConfig("delay", "hold", latency_ms=0.0, rtc_soft_rows=0)
-    assert TimingConfig("delay", "rtc", latency_ms=0.0, rtc_soft_rows=0).describe({})["rtc_soft_rows"] == 0
+    with pytest.raises(ValueError, match=r"--rtc-soft-rows: expected rows >= 0 \(or all\) with --execution rtc"):
+        TimingConfig("delay", "hold", latency_ms=0.0, rtc_soft_rows=3)
+    assert TimingConfig("delay", "rtc", latency_ms=0.0).describe({})["rtc_soft_rows"] == 0  # the hard mask
+    assert TimingConfig("delay", "rtc", latency_ms=0.0, rtc_soft_rows=None).describe({})["rtc_soft_rows"] == "all"
+    assert "rtc_soft_rows" not in TimingConfig("delay", "hold", latency_ms=0.0).describe({})
     with pytest.raises(ValueError, match="--execution: expected one of hold, ensemble, blend, rtc"):
         TimingConfig("delay", "average", latency_ms=0.0)
 
@@ -95,14 +97,15 @@ def test_an_episode_under_simulated_latency_executes_what_the_strategy_gives(tmp
 
 
 def test_rtc_episode_sends_the_plan_it_continues(tmp_path):
-    timing = TimingConfig("delay", "rtc", latency_ms=400.0)
-    config = EvalConfig(suite=CARROT, model=str(TINY), via="inproc", out=tmp_path, video=False, timing=timing)
-    policy = ChunkStandIn()
-    run_episode(StandInTask(None), policy, EpisodeJob(CARROT, 0, 0, 6), config, None)
-    assert policy.requests[0][1] is None
-    continuation = policy.requests[1][1]
-    assert continuation.delay_ticks == 2 and continuation.prefix.shape == (14, 7)
-    assert continuation.prefix[:, 2].tolist() == list(range(2, 16))  # chunk 1's rows for ticks 2..15
+    for soft_rows, rows in ((None, 14), (0, 2)):  # the soft mask sends the whole plan, the hard one (default) d rows
+        timing = TimingConfig("delay", "rtc", latency_ms=400.0, rtc_soft_rows=soft_rows)
+        config = EvalConfig(suite=CARROT, model=str(TINY), via="inproc", out=tmp_path, video=False, timing=timing)
+        policy = ChunkStandIn()
+        run_episode(StandInTask(None), policy, EpisodeJob(CARROT, 0, 0, 6), config, None)
+        assert policy.requests[0][1] is None
+        continuation = policy.requests[1][1]
+        assert continuation.delay_ticks == 2 and continuation.prefix.shape == (rows, 7)
+        assert continuation.prefix[:, 2].tolist() == list(range(2, 2 + rows))  # chunk 1's rows from tick 2 on
 
 
 def eval_traces(out, *args):
@@ -123,7 +126,7 @@ def test_delay_mode_is_reproducible_and_the_same_through_the_server(simpler_asse
     _, again = eval_traces(tmp_path / "b", "--via", "inproc", *rtc)
     served, through_server = eval_traces(tmp_path / "c", "--via", "zmq", *rtc)
     assert actions.shape == (8, 7) and np.array_equal(actions, again) and np.array_equal(actions, through_server)
-    assert first["timing"] == {"mode": "delay", "execution": "rtc", "latency_ms": 400.0,
+    assert first["timing"] == {"mode": "delay", "execution": "rtc", "rtc_soft_rows": 0, "latency_ms": 400.0,
                                "latency_source": "--latency-ms", "delay_ticks": {SPOON: 2}}
     assert np.all(actions[:2, :6] == 0) and actions[2:, :6].any()  # held until the first chunk landed
     control = served["episodes"][0]["control"]
@@ -143,7 +146,7 @@ def test_zero_delay_with_the_ensemble_is_lockstep(simpler_assets, tmp_path):
 def test_wallclock_mode_paces_the_simulator_and_reports_the_loop(simpler_assets, tmp_path):
     result, actions = eval_traces(tmp_path / "wallclock", "--via", "zmq", "--timing", "wallclock",
                                   "--execution", "rtc")
-    assert result["timing"] == {"mode": "wallclock", "execution": "rtc"}
+    assert result["timing"] == {"mode": "wallclock", "execution": "rtc", "rtc_soft_rows": 0}
     control = result["episodes"][0]["control"]
     # Real time on a loaded machine: only what must hold whatever the load.
     assert control["ticks"] == 8 and actions.shape == (8, 7) and control["inferences"] >= 1

@@ -222,7 +222,7 @@ def test_blend_weights_old_and_new_plans_as_lerobot():
 
 
 def test_rtc_sends_the_plan_with_its_delay_and_the_new_chunk_replaces_it():
-    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="rtc", rtc_delay_ticks=2)
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution="rtc", rtc_delay_ticks=2, rtc_soft_rows=None)
     policy = TracedPolicy()
     report, actions = run_virtual(policy, config, ticks=7, latency=lambda call: 0.4)
     first, second = policy.requests[0], policy.requests[1]
