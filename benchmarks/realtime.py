@@ -50,6 +50,7 @@ EXECUTIONS = {
     "rtc-hard": ["--execution", "rtc", "--rtc-soft-rows", "0"],
     "rtc-x0": ["--execution", "rtc", "--set", "sampler.continuation_method=x0_guidance"],
 }
+LABELS = {"rtc": "rtc soft mask", "rtc-hard": "rtc hard mask (default)", "rtc-x0": "rtc x0 guidance"}
 PERIOD_MS = 200.0  # the Bridge tasks' 5 Hz
 PAPER_LATENCY_MS = {"baseline": 234.0, "efficientvla-l28-t112": 121.0}  # CogACT-Base on an A40 (EfficientVLA paper)
 PLAN = REPO / "benchmarks" / "results" / "success_by_preset" / "plan.json"  # the demo model's calibration plan
@@ -181,7 +182,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             ys = [100 * s["rate"] for _, s in points]
             errors = [[100 * (s["rate"] - s["ci95"][0]) for _, s in points],
                       [100 * (s["ci95"][1] - s["rate"]) for _, s in points]]
-            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=strategy)
+            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=LABELS.get(strategy, strategy))
         lockstep = next((r["success_final"] for r in rows if r["task"] == task and r["preset"] == "baseline"
                          and r.get("delay_ticks") == 0 and r["execution"] == "ensemble"), None)
         if lockstep is not None:  # d = 0 with CogACT's ensemble is SIMPLER's lockstep protocol, bit for bit
