@@ -35,5 +35,5 @@ def test_registry():
     assert [t.grid_size for t in resolve_suite("simpler_widowx")] == [24, 24, 24, 64]
     assert resolve_suite("maniskill/pick_cube")[0].env_id == "PickCube-v1"
     assert set(SUITES["simpler_widowx"]) <= set(TASKS)
-    with pytest.raises(ValueError, match="unknown suite or task 'libero'; suites: simpler_widowx, quick"):
+    with pytest.raises(ValueError, match="unknown suite or task .libero.; suites: simpler_widowx, simpler_google_vm, quick"):
         resolve_suite("libero")
