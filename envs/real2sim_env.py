@@ -25,7 +25,7 @@ import numpy as np
 from envs.action_adapters import GoogleRobotAdapter
 from envs.google_robot_grids import GOOGLE_GRIDS, GoogleEpisode
 from envs.registry import TaskSpec
-from envs.rendering import configure_rendering
+from envs.rendering import check_asset_dir, configure_rendering
 from envs.sim_env import StepResult
 from policies.interface import Observation
 
@@ -39,19 +39,12 @@ ASSET_PATHS = ("real_inpainting/google_coke_can_real_eval_1.png", "custom/info_p
 
 def check_real2sim_assets() -> Path:
     """The folder MS2_REAL2SIM_ASSET_DIR names, checked to hold the SimplerEnv data (overlays, object models)."""
-    value = os.environ.get("MS2_REAL2SIM_ASSET_DIR")
-    if not value:
-        raise RuntimeError(
-            "MS2_REAL2SIM_ASSET_DIR is not set: point it at ManiSkill2_real2sim's data folder (this checkout: export "
-            "MS2_REAL2SIM_ASSET_DIR=$(realpath ../shared/simpler_real2sim/ManiSkill2_real2sim/data); with internet: "
-            "the data/ folder of a clone of github.com/simpler-env/ManiSkill2_real2sim)"
-        )
-    root = Path(value).expanduser().resolve()
-    missing = [p for p in ASSET_PATHS if not (root / p).exists()]
-    if missing:
-        raise RuntimeError(f"MS2_REAL2SIM_ASSET_DIR={root} lacks {', '.join(missing)}: not ManiSkill2_real2sim's data")
-    os.environ["MS2_REAL2SIM_ASSET_DIR"] = str(root)
-    return root
+    return check_asset_dir(
+        "MS2_REAL2SIM_ASSET_DIR", ASSET_PATHS,
+        "point it at ManiSkill2_real2sim's data folder (this checkout: export "
+        "MS2_REAL2SIM_ASSET_DIR=$(realpath ../shared/simpler_real2sim/ManiSkill2_real2sim/data); with internet: "
+        "the data/ folder of a clone of github.com/simpler-env/ManiSkill2_real2sim)",
+        "ManiSkill2_real2sim's data")
 
 
 def configure_real2sim_rendering() -> str:

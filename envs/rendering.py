@@ -52,20 +52,27 @@ def configure_rendering() -> str:
     return "sapien_cpu"
 
 
+def check_asset_dir(variable: str, required: tuple[str, ...], unset_hint: str, what: str) -> Path:
+    """The folder the environment variable names, resolved (and written back resolved, for child processes), after
+    checking that it holds ``required``; an error names the variable and what to point it at."""
+    value = os.environ.get(variable)
+    if not value:
+        raise RuntimeError(f"{variable} is not set: {unset_hint}")
+    root = Path(value).expanduser().resolve()
+    missing = [p for p in required if not (root / p).exists()]
+    if missing:
+        raise RuntimeError(f"{variable}={root} lacks {', '.join(missing)}: not {what}")
+    os.environ[variable] = str(root)
+    return root
+
+
 def check_simpler_assets() -> Path:
     """The folder MS_ASSET_DIR names, after checking it holds the SIMPLER Bridge assets (so ManiSkill never tries
     to download them)."""
-    value = os.environ.get("MS_ASSET_DIR")
-    if not value:
-        raise RuntimeError(
-            "MS_ASSET_DIR is not set: point it at a ManiSkill asset folder holding the WidowX robot and the Bridge "
-            "real2sim assets (this checkout: export MS_ASSET_DIR=$(realpath ../shared/simpler_assets); with internet: "
-            "python -m mani_skill.utils.download_asset bridge_v2_real2sim && "
-            "python -m mani_skill.utils.download_asset widowx250s)"
-        )
-    root = Path(value).expanduser().resolve()
-    missing = [p for p in SIMPLER_ASSET_PATHS if not (root / p).exists()]
-    if missing:
-        raise RuntimeError(f"MS_ASSET_DIR={root} lacks {', '.join(missing)}: not a SIMPLER Bridge asset folder")
-    os.environ["MS_ASSET_DIR"] = str(root)
-    return root
+    return check_asset_dir(
+        "MS_ASSET_DIR", SIMPLER_ASSET_PATHS,
+        "point it at a ManiSkill asset folder holding the WidowX robot and the Bridge real2sim assets (this "
+        "checkout: export MS_ASSET_DIR=$(realpath ../shared/simpler_assets); with internet: "
+        "python -m mani_skill.utils.download_asset bridge_v2_real2sim && "
+        "python -m mani_skill.utils.download_asset widowx250s)",
+        "a SIMPLER Bridge asset folder")
