@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Sets up vlart in ./.venv: torch first (the pinned CPU wheel, so nothing pulls a multi-GB CUDA build), then the
-# project with the extras given (default: policy,plot,sim,test,real2sim), then, for the simulator, a Vulkan driver.
+# project with the extras given (default: policy,plot,sim,websocket,test,real2sim), then, for the simulator, a Vulkan
+# driver.
 # `real2sim` is not a pip extra: it builds the second environment, .venv-real2sim, where SIMPLER's Google-robot tasks
 # run (the original SimplerEnv: SAPIEN 2.2.2 and numpy < 2, which cannot share .venv with ManiSkill3).
-#   ./setup.sh                 # everything: policy, plots, SIMPLER (both robots), tests
+#   ./setup.sh                 # everything: policy, plots, SIMPLER (both robots), websocket endpoints, tests
 #   ./setup.sh policy          # the policy only
 # Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0), REAL2SIM_PYTHON (default python3.11),
 # REAL2SIM_SOURCE (ManiSkill2_real2sim's source: default the pack beside this checkout, ../shared/simpler_real2sim,
 # else its public repository at the pinned commit).
 set -euo pipefail
 cd "$(dirname "$0")"
-extras="${1:-policy,plot,sim,test,real2sim}"
+extras="${1:-policy,plot,sim,websocket,test,real2sim}"
 python="${PYTHON:-python3}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 
@@ -98,6 +99,11 @@ if has_extra policy && ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 pip_extras=$(tr ',' '\n' <<<"$extras" | grep -vx real2sim | paste -sd, -)
 pip install -e ".[$pip_extras]"
+if has_extra test; then
+    # The foreign clients the endpoint tests use, at the versions they were checked with; --no-deps because
+    # openpi-client pins numpy < 2 (its code runs on numpy 2) and vla-eval's CLI pulls a config stack the tests skip.
+    pip install --no-deps "openpi-client==0.1.2" "vla-eval==0.8.0"
+fi
 if has_extra sim || has_extra real2sim; then
     ensure_vulkan
 fi

@@ -58,6 +58,7 @@ class InferResult:
     client_timing: dict[str, float]
     seq: int
     budget: Optional[dict[str, Any]] = None
+    batch_size: int = 1  # requests (of all clients) in the forward pass that produced this one
 
     @property
     def round_trip_ms(self) -> float:
@@ -215,6 +216,7 @@ class PolicyClient:
                 server_timing=server_timing,
                 client_timing=client_timing,
                 seq=seq,
+                batch_size=int(reply.get("batch_size", 1)),
                 budget=reply.get("budget"),
             )
         except KeyError as exc:

@@ -45,9 +45,12 @@ def _encode_default(obj: Any) -> Any:
 
 
 def _decode_array(obj: dict[str, Any]) -> np.ndarray:
-    dtype = obj.get("dtype")
-    shape = obj.get("shape")
-    data = obj.get("data")
+    return array_from_fields(obj.get("dtype"), obj.get("shape"), obj.get("data"))
+
+
+def array_from_fields(dtype: Any, shape: Any, data: Any) -> np.ndarray:
+    """An array's decoded fields -> the array (a read-only view of ``data``), checked against the allowlist, the
+    rank limit and the byte count; ``CodecError`` otherwise. Shared by the websocket endpoints' dialects."""
     if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
         raise CodecError(f"array dtype {dtype!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_DTYPES))}")
     if (
@@ -71,8 +74,21 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def _refuse_ext(code: int, data: bytes) -> Any:
+def refuse_ext(code: int, data: bytes) -> Any:
     raise CodecError(f"msgpack extension type {code} is not allowed")
+
+
+def unpack_with(data: bytes, object_hook: Any) -> Any:
+    """msgpack bytes -> values, maps passed through ``object_hook``; ``CodecError`` for anything malformed. The one
+    decoding entry of every dialect: extension types refused, map keys str or bytes only."""
+    try:
+        return msgpack.unpackb(
+            data, raw=False, object_hook=object_hook, ext_hook=refuse_ext, strict_map_key=True, timestamp=0
+        )
+    except CodecError:
+        raise
+    except (msgpack.UnpackException, ValueError, TypeError, OverflowError) as exc:
+        raise CodecError(f"not a valid msgpack message: {type(exc).__name__}: {exc}") from None
 
 
 def encode(message: Any) -> bytes:
@@ -90,11 +106,4 @@ def decode(data: bytes) -> Any:
 
     Anything that is not valid msgpack in this dialect raises ``CodecError``.
     """
-    try:
-        return msgpack.unpackb(
-            data, raw=False, object_hook=_object_hook, ext_hook=_refuse_ext, strict_map_key=True, timestamp=0
-        )
-    except CodecError:
-        raise
-    except (msgpack.UnpackException, ValueError, TypeError, OverflowError) as exc:
-        raise CodecError(f"not a valid msgpack message: {type(exc).__name__}: {exc}") from None
+    return unpack_with(data, _object_hook)

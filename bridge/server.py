@@ -1,10 +1,13 @@
 """The vlart action server: a ZeroMQ ROUTER socket in front of a shared policy.
 
 One socket thread owns the ROUTER: it checks every message's size, decodes and validates it, answers ``hello`` and
-``ping`` at once, and queues ``infer`` and ``reset`` for the inference worker, so a long forward pass never delays a
-ping. The worker runs requests in arrival order (resets stay ordered with the infers of their client) and hands
-replies back over an inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity) has its
-own session: its own ensemble history on the shared model.
+``ping`` at once, and queues ``infer`` for the inference worker, so a long forward pass never delays a ping. A
+``reset`` runs at once too, unless its client has an inference queued or running: then it waits for that one, so
+resets stay ordered with the infers of their client. The worker batches dynamically: the infers of different clients
+queued within ``batch_wait_ms`` of the first (up to ``max_batch``) run as one forward pass (``predict_batch``), each
+row with its own seed, instruction, continuation and ensemble; a client's second infer waits for the next batch. It
+hands replies back over an inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity)
+has its own session: its own ensemble history on the shared model.
 
 A request runs at most once: a client's retries carry the first attempt's ``request_id``, and a retry of a request
 that is queued, running or done joins it and gets its reply, never a second inference (a second chunk would shift the
@@ -20,7 +23,7 @@ import queue
 import threading
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -30,7 +33,7 @@ import zmq
 from bridge import protocol
 from bridge.keys import ServerKeys
 from bridge.protocol import ProtocolError
-from policies.interface import Observation, Policy, ServablePolicy
+from policies.interface import Observation, Policy, PolicyOutput, PredictRequest, ServablePolicy
 from runtime.budgets import LatencyBudget
 
 log = logging.getLogger("vlart.bridge.server")
@@ -38,6 +41,7 @@ log = logging.getLogger("vlart.bridge.server")
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 SERVER_NAME = "vlart"
+DEFAULT_MAX_BATCH = 8
 REMEMBERED_REQUESTS = 32  # finished requests per session whose replies a late retry can still get
 ALLOWLIST_CHECK_S = 1.0
 
@@ -56,6 +60,7 @@ class ClientSession:
     name: str = "?"
     last_seen: float = field(default_factory=time.monotonic)
     requests: "OrderedDict[int, RequestRecord]" = field(default_factory=OrderedDict)
+    pending: int = 0  # its jobs queued or running in the worker (a reset runs at once only when there are none)
 
 
 @dataclass
@@ -113,6 +118,12 @@ class PolicyServer:
     without reading the message (so a huge message cannot exhaust memory). ``max_queue``: pending inferences beyond
     it get ``busy``. Sessions idle for ``session_idle_s`` are forgotten. With a ``budget``, every inference is checked
     against it (the step ``total`` is ``server_total``: receipt to reply) and replies say which stages went over.
+
+    Dynamic batching: up to ``max_batch`` infers of different clients run as one forward pass, gathered from what is
+    queued when the worker is free and what arrives within ``batch_wait_ms`` after. The default (8, 0 ms) never makes
+    a request wait for company: one client is served exactly as without batching, and clients that arrive while a
+    pass runs share the next one. ``max_batch=1`` turns batching off. Policies without ``predict_batch`` run each
+    row on its own.
     """
 
     def __init__(
@@ -125,8 +136,16 @@ class PolicyServer:
         session_idle_s: float = 600.0,
         context: Optional[zmq.Context] = None,
         budget: Optional[LatencyBudget] = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        batch_wait_ms: float = 0.0,
     ) -> None:
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
+        if not batch_wait_ms >= 0:
+            raise ValueError(f"batch_wait_ms: expected a number >= 0, got {batch_wait_ms!r}")
         self.policy = policy
+        self.max_batch = max_batch
+        self.batch_wait_s = batch_wait_ms / 1e3
         self.budget = budget
         self.bind = bind
         self.curve = curve
@@ -146,7 +165,9 @@ class PolicyServer:
         self._allowlist: Optional[CurveAllowlist] = None
         self._worker: Optional[threading.Thread] = None
         self._requests_lock = threading.Lock()  # session.requests: socket thread and worker
-        self.inferences = 0  # forward passes run (a retried request counts once)
+        self.inferences = 0  # requests inferred (a retried request counts once)
+        self.batches = 0  # forward passes run for them
+        self._deferred: "deque[Job]" = deque()  # taken from the queue by the worker, left for a later batch
         self.joined_retries = 0  # attempts answered with another attempt's result
         self._hello_payload = {
             "server": SERVER_NAME,
@@ -308,7 +329,8 @@ class PolicyServer:
                 "status": "ok" if alive else protocol.UNAVAILABLE,
                 "worker_alive": alive,
                 "busy": self._busy.is_set(),
-                "queued": self._jobs.qsize(),
+                "queued": self._jobs.qsize() + len(self._deferred),
+                "max_batch": self.max_batch,
                 "sessions": len(self.sessions),
                 "uptime_s": round(time.monotonic() - self._started, 3),
             }
@@ -348,20 +370,29 @@ class PolicyServer:
         with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
             if request_id is not None:
                 session.requests[request_id] = RequestRecord([(envelope, seq)])
-            try:
-                self._jobs.put_nowait(job)
-            except queue.Full:
-                session.requests.pop(request_id, None)
-                raise ProtocolError(
-                    protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=seq
-                ) from None
+            if kind == protocol.RESET and session.pending == 0:
+                # Nothing of this client's is queued or running, so nothing it asked before can land after it.
+                session.policy.reset()
+                immediate = True
+            else:
+                immediate = False
+                try:
+                    self._jobs.put_nowait(job)
+                except queue.Full:
+                    session.requests.pop(request_id, None)
+                    raise ProtocolError(
+                        protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=seq
+                    ) from None
+                session.pending += 1
+        if immediate:
+            return self._replies(job, protocol.RESET, {"ok": True}, done=False)[0][1]
         return None
 
     def _refuse_queued(self, router: zmq.Socket) -> None:
         """The worker has stopped: answer what is still queued instead of leaving the clients to time out."""
         while True:
             try:
-                job = self._jobs.get_nowait()
+                job = self._deferred.popleft() if self._deferred else self._jobs.get_nowait()
             except queue.Empty:
                 return
             error = ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server")
@@ -378,45 +409,131 @@ class PolicyServer:
     def _work(self) -> None:
         out = self.context.socket(zmq.PUSH)
         out.connect(self._results_address)
-        job: Optional[Job] = None
+        jobs: list[Job] = []
         try:
             while not self._stop.is_set():
-                try:
-                    job = self._jobs.get(timeout=0.1)
-                except queue.Empty:
+                first = self._next_job(timeout=0.1)
+                if first is None:
                     continue
-                for envelope, body in self._replies(job, *self._run_guarded(job)):
-                    out.send_multipart([*envelope, body])
-                job = None
+                jobs = [first]
+                if first.kind == protocol.INFER:
+                    jobs = self._gather_batch(first, out)
+                for job, (kind, payload, body) in zip(jobs, self._run_guarded(jobs)):
+                    for envelope, reply in self._replies(job, kind, payload, body):
+                        out.send_multipart([*envelope, reply])
+                jobs = []
         except BaseException:
             log.critical("the inference worker stopped: %s", traceback.format_exc())
-            if job is not None:
-                error = ProtocolError(protocol.UNAVAILABLE, "the inference worker stopped during this request")
+            error = ProtocolError(protocol.UNAVAILABLE, "the inference worker stopped during this request")
+            for job in jobs:
                 for envelope, body in self._replies(job, protocol.ERROR, error.payload()):
                     out.send_multipart([*envelope, body])
             raise
         finally:
             out.close(linger=1000)
 
-    def _run_guarded(self, job: Job) -> tuple[str, dict[str, Any], bytes]:
-        """The job's reply (type, payload) and its body for ``job.seq``, encoded here so that a reply that cannot be
-        encoded never reaches the send: any failure becomes an error reply."""
+    def _next_job(self, timeout: float) -> Optional[Job]:
+        """The oldest job not yet run: a deferred one first, else the queue's (waiting up to ``timeout``; 0: only
+        what is queued already)."""
+        if self._deferred:
+            return self._deferred.popleft()
+        try:
+            return self._jobs.get(timeout=timeout) if timeout > 0 else self._jobs.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _gather_batch(self, first: Job, out: zmq.Socket) -> list[Job]:
+        """``first`` and the infers of other sessions that are queued, or arrive within the batch wait, up to
+        ``max_batch``. A job of a session already in the batch (and every later job of that session) is deferred to
+        the next round, keeping each session's order; a reset of any other session runs and is answered here."""
+        batch, members = [first], {id(first.session)}
+        held: list[Job] = []
+        held_sessions: set[int] = set()
+        deadline = time.perf_counter() + self.batch_wait_s
+        while len(batch) < self.max_batch:
+            job = self._next_job(timeout=deadline - time.perf_counter())
+            if job is None:
+                break
+            session = id(job.session)
+            if session in members or session in held_sessions:
+                held.append(job)
+                held_sessions.add(session)
+            elif job.kind == protocol.RESET:
+                for envelope, body in self._replies(job, *self._run_guarded([job])[0]):
+                    out.send_multipart([*envelope, body])
+            else:
+                batch.append(job)
+                members.add(session)
+        self._deferred.extendleft(reversed(held))  # before anything left in the deque: they were taken before it
+        return batch
+
+    def _run_guarded(self, jobs: list[Job]) -> list[tuple[str, dict[str, Any], bytes]]:
+        """Each job's reply (type, payload) and its body for the job's seq, encoded here so that a reply that cannot
+        be encoded never reaches the send: any failure becomes that job's error reply."""
         self._busy.set()
         try:
-            kind, payload = self._run(job)
-            return kind, payload, protocol.pack(kind, job.seq, payload)
-        except Exception as exc:  # the server must survive any failure in one job
-            log.error("%s failed for seq %d: %s", job.kind, job.seq, traceback.format_exc())
-            error = ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}")
-            return protocol.ERROR, error.payload(), protocol.pack(protocol.ERROR, job.seq, error.payload())
+            if jobs[0].kind == protocol.RESET:
+                jobs[0].session.policy.reset()
+                return [self._encoded(jobs[0], protocol.RESET, {"ok": True})]
+            started = time.perf_counter()
+            try:
+                outputs = self._predict(jobs)
+            except Exception as exc:  # the server must survive any failure in one batch
+                outputs = [exc for _ in jobs]
+            self.inferences += len(jobs)
+            self.batches += 1
+            replies = []
+            for job, output in zip(jobs, outputs):
+                try:
+                    if isinstance(output, Exception):
+                        raise output
+                    replies.append(self._encoded(job, protocol.INFER, self._infer_payload(job, output, started,
+                                                                                       len(jobs))))
+                except Exception as exc:
+                    log.error("%s failed for seq %d: %s", job.kind, job.seq,
+                              "".join(traceback.format_exception(exc)))
+                    error = ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}")
+                    replies.append((protocol.ERROR, error.payload(), protocol.pack(protocol.ERROR, job.seq,
+                                                                                   error.payload())))
+            return replies
         finally:
             self._busy.clear()
 
-    def _replies(self, job: Job, kind: str, payload: dict[str, Any],
-                 body: Optional[bytes] = None) -> list[tuple[list[bytes], bytes]]:
+    @staticmethod
+    def _encoded(job: Job, kind: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any], bytes]:
+        return kind, payload, protocol.pack(kind, job.seq, payload)
+
+    def _predict(self, jobs: list[Job]) -> list[Any]:
+        """One output (or the exception it raised) per infer job, as one batch when the policy can batch."""
+        key = self.policy.conventions.image_keys[0]
+        requests = []
+        for job in jobs:
+            request = job.request
+            assert request is not None
+            obs = Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio)
+            requests.append(PredictRequest(job.session.policy, obs, request.seed, request.continuation))
+        predict_batch = getattr(self.policy, "predict_batch", None)
+        if predict_batch is not None:
+            return predict_batch(requests)
+        return [self._predict_alone(request) for request in requests]
+
+    @staticmethod
+    def _predict_alone(request: PredictRequest) -> Any:
+        try:
+            if request.continuation is None:  # policies that predate continuation have no such keyword
+                return request.session.predict_action(request.obs, seed=request.seed)
+            return request.session.predict_action(request.obs, seed=request.seed, continuation=request.continuation)
+        except Exception as exc:
+            return exc
+
+    def _replies(self, job: Job, kind: str, payload: dict[str, Any], body: Optional[bytes] = None,
+                 done: bool = True) -> list[tuple[list[bytes], bytes]]:
         """(envelope, body) for every attempt waiting for ``job`` (``body``, when given, is the reply already
-        encoded for ``job.seq``); remembers the reply for later retries."""
+        encoded for ``job.seq``); remembers the reply for later retries. ``done``: the job was queued and has now
+        left the worker."""
         with self._requests_lock:
+            if done:
+                job.session.pending -= 1
             record = job.session.requests.get(job.request_id) if job.request_id is not None else None
             if record is None:
                 targets = [(job.envelope, job.seq)]
@@ -428,20 +545,7 @@ class PolicyServer:
         return [(envelope, body if body is not None and seq == job.seq else protocol.pack(kind, seq, payload))
                 for envelope, seq in targets]
 
-    def _run(self, job: Job) -> tuple[str, dict[str, Any]]:
-        started = time.perf_counter()
-        if job.kind == protocol.RESET:
-            job.session.policy.reset()
-            return protocol.RESET, {"ok": True}
-        request = job.request
-        assert request is not None
-        key = self.policy.conventions.image_keys[0]
-        self.inferences += 1
-        obs = Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio)
-        if request.continuation is None:  # policies that predate continuation have no such keyword
-            output = job.session.policy.predict_action(obs, seed=request.seed)
-        else:
-            output = job.session.policy.predict_action(obs, seed=request.seed, continuation=request.continuation)
+    def _infer_payload(self, job: Job, output: PolicyOutput, started: float, batch_size: int) -> dict[str, Any]:
         timing = {f"{name}_ms": round(ms, 4) for name, ms in output.timings_ms.items()}
         timing["policy_total_ms"] = timing.pop("total_ms", round((time.perf_counter() - started) * 1e3, 4))
         timing["decode_ms"] = round(job.decode_ms, 4)
@@ -451,6 +555,7 @@ class PolicyServer:
             "normalized_actions": output.normalized_actions,
             "action": output.action,
             "server_timing": timing,
+            "batch_size": batch_size,
         }
         timing["server_total_ms"] = round((time.perf_counter() - job.received) * 1e3, 4)
         if self.budget is not None:
@@ -458,4 +563,4 @@ class PolicyServer:
             over = self.budget.observe(steps)
             payload["budget"] = {"name": self.budget.config.name, "over": over,
                                  "violations": dict(self.budget.violations)}
-        return protocol.INFER, payload
+        return payload

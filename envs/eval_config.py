@@ -37,6 +37,12 @@ class EvalConfig:
     plan: Optional[str] = None
     grid: str = "official"  # "heldout": placements off the official grid, never seen when choosing the model
     timing: TimingConfig = field(default_factory=TimingConfig)
+    max_batch: Optional[int] = None  # the server's dynamic batching (--via zmq with --model): None = one row a worker
+    batch_wait_ms: float = 0.0
+
+    @property
+    def server_max_batch(self) -> int:
+        return self.max_batch if self.max_batch is not None else self.workers
 
     def __post_init__(self) -> None:
         if self.grid not in GRIDS:
@@ -49,6 +55,10 @@ class EvalConfig:
             raise ValueError("--model or --connect: --via zmq needs a model to serve or a server to connect to")
         if self.workers < 1:
             raise ValueError("--workers: expected >= 1")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError("--max-batch: expected >= 1")
+        if not self.batch_wait_ms >= 0:
+            raise ValueError("--batch-wait-ms: expected >= 0")
         if self.episodes is not None and self.episodes < 1:
             raise ValueError("--episodes: expected >= 1")
         if self.max_steps is not None and self.max_steps < 1:

@@ -289,7 +289,8 @@ class ServerProcess:
 
     def __init__(self, config: EvalConfig, log_path: Path) -> None:
         command = [sys.executable, "-m", "runtime.cli", "serve", "--model", str(config.model),
-                   "--bind", "tcp://127.0.0.1:*"]
+                   "--bind", "tcp://127.0.0.1:*", "--max-batch", str(config.server_max_batch),
+                   "--batch-wait-ms", str(config.batch_wait_ms)]
         for item in config.overrides:
             command += ["--set", item]
         if config.unnorm_key:
@@ -460,6 +461,8 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
         "via": config.via,
         "endpoint": endpoint,
         "workers": config.workers,
+        "server_batching": ({"max_batch": config.server_max_batch, "batch_wait_ms": config.batch_wait_ms}
+                            if server is not None else None),
         "seed": config.seed,
         "grid": config.grid,
         "timing": config.timing.describe({spec.name: spec.control_rate_hz for spec in resolve_suite(config.suite)}),

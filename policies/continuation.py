@@ -74,13 +74,38 @@ def inpainting_generator(seed: Optional[int]) -> Optional[torch.Generator]:
 
 
 class ChunkInpainting:
-    """Steers samples x (B, T, A) towards ``known`` (T, A) normalised actions with per-row ``weights`` (T,). The
-    sampler calls ``noised`` before each step, ``guided_noise`` on each step's noise prediction and ``finish`` on
-    x_0; each default leaves its input alone."""
+    """Steers samples x (B, T, A) towards ``known`` normalised actions, (T, A) for every sample or (B, T, A) one per
+    sample, with per-row ``weights`` (T,) or (B, T). The sampler calls ``noised`` before each step,
+    ``guided_noise`` on each step's noise prediction and ``finish`` on x_0; each default leaves its input alone."""
 
     def __init__(self, known: torch.Tensor, weights: torch.Tensor) -> None:
         self.known = known
-        self.weights = weights.unsqueeze(-1)  # (T, 1): one weight per row, broadcast over action dims
+        self.weights = weights.unsqueeze(-1)  # (T, 1) or (B, T, 1): one weight per row, broadcast over action dims
+
+    @classmethod
+    def stacked(cls, rows: "list[Optional[ChunkInpainting]]", chunk_shape: tuple[int, int], device: torch.device,
+                dtype: torch.dtype) -> "Optional[ChunkInpainting]":
+        """One inpainting for a batch whose sample i has its own ``rows[i]`` (None: unconstrained, weight 0); None
+        when no sample is constrained. The rows share one method (the policy's ``continuation_method``)."""
+        if len(rows) == 1:
+            return rows[0]
+        present = [row for row in rows if row is not None]
+        if not present:
+            return None
+        kinds = {type(row) for row in present}
+        if len(kinds) != 1:
+            names = sorted(kind.__name__ for kind in kinds)
+            raise ValueError(f"continuations: expected one inpainting method per batch, got {names}")
+        free = torch.zeros(chunk_shape, device=device, dtype=dtype)
+        known = torch.stack([row.known if row is not None else free for row in rows])
+        weights = torch.stack([row.weights[..., 0] if row is not None else free[:, 0] for row in rows])
+        kind = kinds.pop()
+        if kind is RePaint:
+            # An unconstrained sample gets a private stream: its draws are multiplied by weight 0 and must not
+            # consume the global generator an unseeded request of the batch draws from.
+            generators = [row.generators[0] if row is not None else torch.Generator() for row in rows]  # type: ignore[attr-defined]
+            return RePaint(known, weights, generators)
+        return kind(known, weights)
 
     def noised(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
         return x
@@ -106,15 +131,22 @@ class X0Guidance(ChunkInpainting):
 class RePaint(ChunkInpainting):
     """``repaint``: before the step at t, x_t is blended with the known actions noised to abar_t."""
 
-    def __init__(self, known: torch.Tensor, weights: torch.Tensor, generator: Optional[torch.Generator]) -> None:
+    def __init__(self, known: torch.Tensor, weights: torch.Tensor,
+                 generators: list[Optional[torch.Generator]]) -> None:
+        """``generators``: one for the whole batch, or one per sample (row i's eps is then exactly what sample i
+        alone draws)."""
         super().__init__(known, weights)
-        self.generator = generator
+        self.generators = generators
 
     def noised(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
         """x_t (B, T, A) -> w * (sqrt(abar_t) a + sqrt(1 - abar_t) eps) + (1 - w) * x_t, before the step at t.
 
         eps is drawn on the CPU, as the initial noise is, so a seed gives the same chunk on every device."""
-        eps = torch.randn(x.shape, generator=self.generator).to(x.device, x.dtype)
+        if len(self.generators) == 1:
+            eps = torch.randn(x.shape, generator=self.generators[0])
+        else:
+            eps = torch.cat([torch.randn((1, *x.shape[1:]), generator=g) for g in self.generators])
+        eps = eps.to(x.device, x.dtype)
         known_t = math.sqrt(alpha_bar) * self.known + math.sqrt(1.0 - alpha_bar) * eps
         return self.weights * known_t + (1.0 - self.weights) * x
 
@@ -152,4 +184,4 @@ def inpainting_for(
     known_t, weights_t = torch.from_numpy(known).to(device, dtype), torch.from_numpy(weights).to(device, dtype)
     if method == "x0_guidance":
         return X0Guidance(known_t, weights_t)
-    return RePaint(known_t, weights_t, inpainting_generator(seed))
+    return RePaint(known_t, weights_t, [inpainting_generator(seed)])

@@ -6,7 +6,7 @@ Imports only numpy, so the bridge and the robot side can use these types without
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -137,3 +137,20 @@ class ServablePolicy(Policy, Protocol):
     def metadata(self) -> dict[str, Any]: ...
 
     def session(self) -> Policy: ...
+
+
+@dataclass
+class PredictRequest:
+    """One row of a batched prediction: ``session.predict_action(obs, seed, continuation)``, run with others."""
+
+    session: Policy
+    obs: Observation
+    seed: Optional[int] = None
+    continuation: Optional[ChunkContinuation] = None
+
+
+class BatchingPolicy(ServablePolicy, Protocol):
+    """A servable policy that runs several sessions' requests as one forward pass (the server's dynamic batching).
+    Output i is request i's ``PolicyOutput``, or the exception that request alone raised."""
+
+    def predict_batch(self, requests: Sequence[PredictRequest]) -> list[Union[PolicyOutput, Exception]]: ...

@@ -9,7 +9,9 @@ the chunk continue the robot's current plan (inpainting in the DDIM loop, ``poli
 
 from __future__ import annotations
 
-from typing import Optional
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 
 from policies.action_head import DiffusionTransformer
 from policies.config import PolicyConfig
-from policies.continuation import inpainting_for
+from policies.continuation import ChunkInpainting, inpainting_for
 from policies.diffusion import DDIMActionSampler
 from policies.ensemble import AdaptiveActionEnsemble
 from policies.front_ends.registry import build_front_end
@@ -28,6 +30,7 @@ from policies.interface import (
     Conventions,
     Observation,
     PolicyOutput,
+    PredictRequest,
     instruction_problem,
 )
 from policies.language_model import CognitionLanguageModel
@@ -156,21 +159,39 @@ class CogACTPolicy(nn.Module):
         ``continuation`` (one for the whole batch) inpaints its prefix, normalised with ``statistics``, into every
         chunk; ``ValueError`` naming the field when it does not fit (T, A) or there are no statistics to normalise
         it with. Without one, or with one that constrains nothing, the sample is the plain one, bit for bit."""
-        timer = timer or StageTimer(enabled=False)
-        head = self.config.action_head
-        head_dtype = self.action_head.positional_embedding.dtype
         # Before the forward pass, so that a bad continuation costs nothing.
-        inpainting = inpainting_for(
-            continuation, self.statistics, (head.chunk_length, head.action_dim), seed, self.device, head_dtype,
-            self.config.sampler.continuation_method,
+        inpainting = self.inpainting(continuation, seed)
+        return self.sample_from_noise(images, instructions, self.initial_noise(len(images), seed), inpainting,
+                                      cfg_scale, timer)
+
+    def inpainting(self, continuation: Optional[ChunkContinuation], seed: Optional[int]) -> Optional[ChunkInpainting]:
+        """The action head's inpainting of ``continuation`` for a request seeded with ``seed`` (None: no
+        constraint); ``ValueError`` naming the field when it does not fit."""
+        head = self.config.action_head
+        return inpainting_for(
+            continuation, self.statistics, (head.chunk_length, head.action_dim), seed, self.device,
+            self.action_head.positional_embedding.dtype, self.config.sampler.continuation_method,
         )
+
+    @torch.inference_mode()
+    def sample_from_noise(
+        self,
+        images: list[np.ndarray],
+        instructions: list[str],
+        noise: torch.Tensor,
+        inpainting: Optional[ChunkInpainting] = None,
+        cfg_scale: Optional[float] = None,
+        timer: Optional[StageTimer] = None,
+    ) -> torch.Tensor:
+        """``sample_normalized`` from the initial ``noise`` (B, T, A) on the CPU -> (B, T, A) float32."""
+        timer = timer or StageTimer(enabled=False)
+        head_dtype = self.action_head.positional_embedding.dtype
         cognition = self.cognition_features(images, instructions, timer, self.config.vision.inference_crop_area)
         with timer.stage("action_head"):
-            noise = self.initial_noise(len(images), seed).to(self.device, head_dtype)
             self.action_head.begin_sample()
             actions = self.sampler.sample(
                 self.action_head,
-                noise,
+                noise.to(self.device, head_dtype),
                 cognition.to(head_dtype),
                 uncondition=self.action_head.z_embedder.uncondition,
                 cfg_scale=cfg_scale,
@@ -194,21 +215,98 @@ class CogACTPolicy(nn.Module):
         continuation: Optional[ChunkContinuation] = None,
     ) -> PolicyOutput:
         """``predict_action`` with the chunk added to ``ensemble`` (a session's own, or none)."""
+        self._require_statistics()
+        return self._predict_rows([PredictionRow(obs, seed, ensemble, self.inpainting(continuation, seed))])[0]
+
+    def predict_batch(self, requests: Sequence[PredictRequest]) -> list[Union[PolicyOutput, Exception]]:
+        """Several sessions' requests as one forward pass (vision, projector, LLM, the DiT's guided batch): output i
+        is what ``requests[i].session.predict_action`` alone would give (the same seeded noise, the prompt
+        right-padded and masked, its own continuation and ensemble), to float rounding.
+
+        A request that fails its checks gets its ``ValueError`` in place of an output; if the batched pass fails, each
+        request runs alone, so only the one that fails gets its exception."""
+        try:
+            self._require_statistics()
+        except ValueError as exc:
+            return [exc for _ in requests]
+        results: list[Union[PolicyOutput, Exception, None]] = [None] * len(requests)
+        rows: list[tuple[int, PredictionRow]] = []
+        for i, request in enumerate(requests):
+            try:
+                rows.append((i, self._prediction_row(request)))
+            except ValueError as exc:
+                results[i] = exc
+        if not rows:
+            return results  # type: ignore[return-value]
+        try:
+            sampled: list[Union[tuple[np.ndarray, dict[str, float]], Exception]] = list(
+                self._sample_rows([row for _, row in rows]))
+        except Exception:
+            if len(rows) == 1:
+                raise
+            sampled = [self._sample_alone(row) for _, row in rows]
+        for (i, row), sample in zip(rows, sampled):
+            try:
+                results[i] = sample if isinstance(sample, Exception) else self._finish_row(row, *sample)
+            except Exception as exc:  # this row's own failure; the others keep their outputs
+                results[i] = exc
+        return results  # type: ignore[return-value]
+
+    def _require_statistics(self) -> None:
         if self.statistics is None:
             raise ValueError(
                 "actions.statistics / actions.unnorm_key: this policy has no action statistics, so its actions "
                 "cannot be unnormalised"
             )
+
+    def _prediction_row(self, request: PredictRequest) -> "PredictionRow":
+        session = request.session
+        if not isinstance(session, PolicySession) or session.model is not self:
+            raise ValueError(f"session: expected a session() of this policy, got {type(session).__name__}")
+        validate_image(request.obs.image, "image")
+        validate_instruction(request.obs.instruction)
+        inpainting = self.inpainting(request.continuation, request.seed)
+        return PredictionRow(request.obs, request.seed, session.ensemble, inpainting)
+
+    def _sample_alone(self, row: "PredictionRow") -> Union[tuple[np.ndarray, dict[str, float]], Exception]:
+        try:
+            return self._sample_rows([row])[0]
+        except Exception as exc:  # this row's own failure, returned so that the others keep their outputs
+            return exc
+
+    def _predict_rows(self, rows: "list[PredictionRow]") -> list[PolicyOutput]:
+        return [self._finish_row(row, *sample) for row, sample in zip(rows, self._sample_rows(rows))]
+
+    def _sample_rows(self, rows: "list[PredictionRow]") -> list[tuple[np.ndarray, dict[str, float]]]:
+        """B checked rows -> B normalised chunks (T, A), one forward pass, and its stage timings. No side effects,
+        so a failed batch can be rerun row by row."""
         mode = self.config.runtime.timing
         timer = StageTimer(device=str(self.device), enabled=mode != "off", step_detail=mode == "steps")
+        head = self.config.action_head
         with timer.stage("total"):
-            normalized = self.sample_normalized(
-                [obs.image], [obs.instruction], seed=seed, timer=timer, continuation=continuation
+            noise = torch.cat([self.initial_noise(1, row.seed) for row in rows])
+            inpainting = ChunkInpainting.stacked(
+                [row.inpainting for row in rows], (head.chunk_length, head.action_dim), self.device,
+                self.action_head.positional_embedding.dtype,
             )
-            with timer.stage("postprocess"):
-                actions, clipped = self.statistics.unnormalize(normalized[0].cpu().numpy())
-                action = ensemble.add(actions) if ensemble is not None else actions[0].copy()
-        return PolicyOutput(actions=actions, normalized_actions=clipped, action=action, timings_ms=timer.results_ms())
+            normalized = self.sample_from_noise(
+                [row.obs.image for row in rows], [row.obs.instruction for row in rows], noise, inpainting, timer=timer
+            ).cpu().numpy()
+        timings = timer.results_ms()
+        return [(chunk, timings) for chunk in normalized]
+
+    def _finish_row(self, row: "PredictionRow", chunk: np.ndarray, timings: dict[str, float]) -> PolicyOutput:
+        """Normalised chunk (T, A) -> unnormalised, clipped; added to the row's ensemble."""
+        assert self.statistics is not None
+        started = time.perf_counter()
+        actions, clipped = self.statistics.unnormalize(chunk)
+        action = row.ensemble.add(actions) if row.ensemble is not None else actions[0].copy()
+        timings = dict(timings)
+        if timings:
+            postprocess = (time.perf_counter() - started) * 1e3
+            timings["postprocess"] = postprocess
+            timings["total"] = timings.get("total", 0.0) + postprocess
+        return PolicyOutput(actions=actions, normalized_actions=clipped, action=action, timings_ms=timings)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per module (vision front end, projector, llm, action_head) and in total."""
@@ -221,6 +319,16 @@ class CogACTPolicy(nn.Module):
         counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
         counts["total"] = sum(counts.values())
         return counts
+
+
+@dataclass
+class PredictionRow:
+    """One checked request of a batch: its observation, seed, ensemble (or none) and inpainting (or none)."""
+
+    obs: Observation
+    seed: Optional[int]
+    ensemble: Optional[AdaptiveActionEnsemble]
+    inpainting: Optional[ChunkInpainting]
 
 
 class PolicySession:

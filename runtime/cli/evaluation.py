@@ -40,7 +40,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_steps=args.max_steps, workers=args.workers, out=out, seed=args.seed, overrides=args.set or [],
         unnorm_key=args.unnorm_key, budget=args.budget, step_timeout_s=args.step_timeout,
         episode_timeout_s=args.episode_timeout, video=not args.no_video, inject_fault=args.inject_fault,
-        preset=args.preset, plan=args.plan, grid=args.grid, timing=timing,
+        preset=args.preset, plan=args.plan, grid=args.grid, timing=timing, max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
     )
     result = run_eval(config)
     print(describe(result).replace("results.json", str(out / "results.json")))
@@ -115,6 +116,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the full grid)")
     evaluate.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
     evaluate.add_argument("--workers", type=int, default=1, help="worker processes")
+    evaluate.add_argument("--max-batch", type=int, default=None,
+                          help="--via zmq with --model: the server's dynamic batching, at most this many workers' "
+                               "requests per forward pass (default: --workers; 1: no batching)")
+    evaluate.add_argument("--batch-wait-ms", type=float, default=0.0,
+                          help="--via zmq with --model: how long the server waits for more requests to batch")
     evaluate.add_argument("--out", default=None, help="output folder (default runs/eval-TIMESTAMP)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--budget", default=None, help="latency budget YAML; violations counted per episode")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
 from runtime.cli.common import load_image, model_options
+
+DEFAULT_MAX_BATCH = 8  # bridge.server's; not imported from there, so that `vlart --help` needs no zmq
+DEFAULT_ZMQ_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_WS_BIND = "ws://127.0.0.1:8000"  # openpi's and vla-eval's port
+PROTOCOLS = ("zmq", "openpi", "vla-eval")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -30,15 +36,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from runtime.budgets import LatencyBudget, load_budget
 
         budget = LatencyBudget(load_budget(args.budget))
-    server = PolicyServer(policy, bind=args.bind, curve=curve, max_message_bytes=int(args.max_message_mb * 2**20),
-                          budget=budget)
+    websocket = args.protocol != "zmq"
+    if websocket and curve:
+        raise ValueError("--curve-keys: CURVE secures the ZeroMQ protocol; put a websocket endpoint behind TLS instead")
+    bind = args.bind or (DEFAULT_WS_BIND if websocket else DEFAULT_ZMQ_BIND)
+    max_message_bytes = int(args.max_message_mb * 2**20)
+    # A websocket endpoint forwards to the ZeroMQ server inside this process, over the in-process transport.
+    server = PolicyServer(policy, bind=f"inproc://vlart-policy-{os.getpid()}" if websocket else bind, curve=curve,
+                          max_message_bytes=max_message_bytes, budget=budget, max_batch=args.max_batch,
+                          batch_wait_ms=args.batch_wait_ms)
+    endpoint = make_websocket_endpoint(args.protocol, bind, policy, server, max_message_bytes) if websocket else None
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     server.start()
-    print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
+    if endpoint is not None:
+        endpoint.start()
+        print(f"vlart serve: ready on {endpoint.url} ({args.protocol})", flush=True)
+    else:
+        print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
     server.join()
+    if endpoint is not None:
+        endpoint.stop()
     print("vlart serve: stopped", flush=True)
     return 0
+
+
+def make_websocket_endpoint(protocol_name: str, bind: str, policy, server, max_message_bytes: int):
+    """The ``openpi`` or ``vla-eval`` endpoint on ``bind`` (ws://HOST:PORT) in front of ``server``."""
+    from bridge.websocket_server import WebsocketEndpoint, parse_ws_bind
+
+    host, port = parse_ws_bind(bind)
+    image_key = policy.conventions.image_keys[0]
+    if protocol_name == "openpi":
+        from bridge.openpi_endpoint import OBSERVATION_KEYS, OpenPIProtocol
+
+        metadata = {"server": "vlart", "model": policy.metadata["name"], "preset": policy.metadata["preset"],
+                    "conventions": policy.conventions.to_dict(), "action_horizon": policy.conventions.chunk_length,
+                    "observation_keys": OBSERVATION_KEYS}
+        handler = OpenPIProtocol(metadata, image_key)
+    else:
+        from bridge.vla_eval_endpoint import VlaEvalProtocol
+
+        handler = VlaEvalProtocol(policy.metadata["name"], image_key)
+    return WebsocketEndpoint(handler, server.endpoint, host, port, context=server.context,
+                             max_message_bytes=max_message_bytes)
 
 
 def cmd_client(args: argparse.Namespace) -> int:
@@ -85,11 +126,22 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve a policy over ZeroMQ",
                                 parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True)])
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default loopback :5555)")
+    serve.add_argument("--protocol", choices=PROTOCOLS, default="zmq",
+                       help="zmq: vlart's protocol (bridge/PROTOCOL.md; default); openpi: a websocket endpoint for "
+                            "openpi-client; vla-eval: a model server for allenai's vla-eval harness")
+    serve.add_argument("--bind", default=None,
+                       help=f"endpoint (default {DEFAULT_ZMQ_BIND} for zmq, {DEFAULT_WS_BIND} for the websocket "
+                            "protocols)")
     serve.add_argument("--curve-keys", default=None, metavar="DIR", help="require CURVE: keys from `vlart keys generate`")
     serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted (MiB)")
     serve.add_argument("--warmup", type=int, default=1, help="forward passes before serving (default 1)")
     serve.add_argument("--budget", default=None, help="latency budget YAML checked on every inference")
+    serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                       help=f"most clients' requests run as one forward pass (default {DEFAULT_MAX_BATCH}; 1: no "
+                            "batching)")
+    serve.add_argument("--batch-wait-ms", type=float, default=0.0,
+                       help="how long a request waits for others to batch with (default 0: only those already "
+                            "queued, so a lone client never waits)")
     serve.set_defaults(func=cmd_serve, log_level=logging.INFO)  # a server logs its clients and requests
 
     client = commands.add_parser("client", help="call a running server once and print the actions")

@@ -72,9 +72,10 @@ def test_concurrent_clients_have_separate_ensembles(server, frame):
     assert len(results["a"]) == 4 and len(results["b"]) == 1 and len(results["c"]) == 3
     # b's single infer is unaffected by a's and c's history: its action is its chunk's first row.
     np.testing.assert_array_equal(results["b"][0].action, results["b"][0].actions[0])
-    # a and c see the same seeds 0, 1, 2 on the same frame: their ensembled actions agree step by step.
+    # a and c see the same seeds 0, 1, 2 on the same frame: their ensembled actions agree step by step (to float
+    # rounding: the server batches concurrent requests, and a batch's rows may differ in the last bits).
     for ra, rc in zip(results["a"][:3], results["c"]):
-        np.testing.assert_array_equal(ra.action, rc.action)
+        np.testing.assert_allclose(ra.action, rc.action, atol=1e-5, rtol=0)
     assert server.sessions and len(server.sessions) >= 3
 
 

@@ -1,0 +1,167 @@
+"""Dynamic batching in the server: concurrent clients share forward passes; order, resets and failures per client."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import zmq
+
+from bridge import protocol
+from bridge.client import PolicyClient, ServerError
+from bridge.server import PolicyServer
+from policies.interface import Observation
+from tests.bridge.conftest import wait_for
+
+TOLERANCE = 1e-5
+
+
+class RecordingBatchPolicy:
+    """The tiny policy's batching, recording each batch's size; the first batch waits at a gate the test opens, and
+    rows whose instruction says "explode" fail."""
+
+    def __init__(self, policy, gated: bool = True) -> None:
+        self.policy = policy
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.started = threading.Event()
+        self.batch_sizes: list[int] = []
+
+    @property
+    def conventions(self):
+        return self.policy.conventions
+
+    @property
+    def metadata(self):
+        return self.policy.metadata
+
+    def session(self):
+        return self.policy.session()
+
+    def predict_batch(self, requests):
+        self.batch_sizes.append(len(requests))
+        self.started.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        fine = [r for r in requests if "explode" not in r.obs.instruction]
+        outputs = iter(self.policy.predict_batch(fine))
+        return [RuntimeError("this row exploded") if "explode" in r.obs.instruction else next(outputs)
+                for r in requests]
+
+
+def frames(count):
+    rng = np.random.default_rng(11)
+    return [rng.integers(0, 256, size=(120, 160, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def infer_in_thread(endpoint, image, instruction, seed, results, name):
+    def run():
+        with PolicyClient(endpoint, timeout_s=60, retries=0) as c:
+            try:
+                results[name] = c.infer(image, instruction, seed=seed)
+            except ServerError as error:
+                results[name] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_requests_queued_during_a_pass_share_the_next_one(tiny_policy):
+    policy = RecordingBatchPolicy(tiny_policy)
+    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4).start()
+    images = frames(4)
+    texts = ["pick coke can", "put the spoon on the towel please", "explode", "open the top drawer"]
+    results: dict = {}
+    try:
+        threads = [infer_in_thread(server.endpoint, images[0], texts[0], 0, results, 0)]
+        assert policy.started.wait(60)  # the first request runs alone, held at the gate
+        threads += [infer_in_thread(server.endpoint, images[i], texts[i], i, results, i) for i in (1, 2, 3)]
+        with PolicyClient(server.endpoint, timeout_s=60) as c:
+            wait_for(lambda: c.ping()["queued"] == 3)
+            c.reset()  # an idle client's reset is answered while the pass is held
+            assert c.ping()["busy"] is True
+        policy.gate.set()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        policy.gate.set()
+        server.stop()
+    assert policy.batch_sizes == [1, 3]
+    assert isinstance(results[2], ServerError) and results[2].code == "inference_failed"
+    assert "RuntimeError: this row exploded" in results[2].message
+    for i in (0, 1, 3):
+        alone = tiny_policy.session().predict_action(Observation(images[i], texts[i]), seed=i)
+        np.testing.assert_allclose(results[i].actions, alone.actions, atol=TOLERANCE, rtol=0)
+    assert server.inferences == 4 and server.batches == 2
+
+
+def test_the_batch_wait_gathers_requests_that_arrive_after_the_first(tiny_policy):
+    policy = RecordingBatchPolicy(tiny_policy, gated=False)
+    # The wait only bounds a failing test: the batch runs as soon as it is full.
+    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=2, batch_wait_ms=60_000).start()
+    results: dict = {}
+    images = frames(2)
+    try:
+        first = infer_in_thread(server.endpoint, images[0], "pick coke can", 1, results, "a")
+        with PolicyClient(server.endpoint, timeout_s=60) as c:
+            assert c.ping()["status"] == "ok"  # pings are never delayed by the wait
+        second = infer_in_thread(server.endpoint, images[1], "open drawer", 2, results, "b")
+        first.join(60)
+        second.join(60)
+    finally:
+        server.stop()
+    assert policy.batch_sizes == [2]
+    assert results["a"].actions.shape == (16, 7) and results["b"].actions.shape == (16, 7)
+
+
+def send(sock, kind, seq, payload):
+    sock.send(protocol.pack(kind, seq, payload))
+
+
+def receive(sock):
+    assert sock.poll(60_000), "no reply"
+    return protocol.unpack(sock.recv())
+
+
+def test_one_clients_requests_stay_in_order_across_batches(tiny_policy):
+    """A client that pipelines infer, infer, reset: its second infer waits for the next batch (its ensemble must
+    have the first chunk), and its reset comes after both."""
+    policy = RecordingBatchPolicy(tiny_policy)
+    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4).start()
+    images = frames(3)
+    results: dict = {}
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(server.endpoint)
+    try:
+        held = infer_in_thread(server.endpoint, images[2], "close the drawer", 9, results, "held")
+        assert policy.started.wait(60)
+        send(sock, "infer", 1, {"images": {"primary": images[0]}, "instruction": "pick coke can", "seed": 1})
+        send(sock, "infer", 2, {"images": {"primary": images[1]}, "instruction": "pick coke can", "seed": 2})
+        send(sock, "reset", 3, {})
+        other = infer_in_thread(server.endpoint, images[1], "move near", 5, results, "other")
+        wait_for(lambda: server._jobs.qsize() == 4)
+        policy.gate.set()
+        replies = [receive(sock) for _ in range(3)]
+        held.join(60)
+        other.join(60)
+    finally:
+        policy.gate.set()
+        sock.close()
+        server.stop()
+    assert [r.seq for r in replies] == [1, 2, 3] and [r.type for r in replies] == ["infer", "infer", "reset"]
+    assert policy.batch_sizes == [1, 2, 1]  # held; (infer 1, other); infer 2
+    reference = tiny_policy.session()
+    reference.predict_action(Observation(images[0], "pick coke can"), seed=1)
+    second = reference.predict_action(Observation(images[1], "pick coke can"), seed=2)
+    np.testing.assert_allclose(replies[1].payload["action"], second.action, atol=TOLERANCE, rtol=0)
+    assert replies[1].payload["batch_size"] == 1 and replies[0].payload["batch_size"] == 2
+
+
+def test_batch_options_are_checked(tiny_policy):
+    with pytest.raises(ValueError, match="max_batch: expected an integer >= 1, got 0"):
+        PolicyServer(tiny_policy, max_batch=0)
+    with pytest.raises(ValueError, match="batch_wait_ms: expected a number >= 0"):
+        PolicyServer(tiny_policy, batch_wait_ms=-1.0)
