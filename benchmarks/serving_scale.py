@@ -1,20 +1,21 @@
 """Serving several robots from one policy process: dynamic batching off vs on, and the openpi endpoint's overhead.
 
     .venv/bin/python benchmarks/serving_scale.py [--models checkpoints/cogact-demo cogact-small]
-        [--clients 1 2 4 8] [--requests 6] [--rounds 2] [--batch-wait-ms 0] [--openpi-requests 300]
-        [--eval-episodes 24 --eval-workers 2 4] [--out benchmarks/results/serving_scale.json]
+        [--clients 1 2 4 8] [--requests 6] [--rounds 2] [--batch-wait-ms 0 5] [--openpi-requests 300]
+        [--eval-episodes 24 --eval-workers 2 4 --eval-batch-wait-ms 0 100] [--out benchmarks/results/serving_scale.json]
 
-1. **Scaling.** Per model, two ``vlart serve`` processes: batching off (``--max-batch 1``) and on (``--max-batch``
-   the largest client count, ``--batch-wait-ms``). For each client count n, n client threads (one ``PolicyClient``,
-   one ZeroMQ session each) start together and send ``--requests`` 224x224 infers each, back to back, as robots in
-   lockstep would. Throughput = requests / wall time; latency = each request's round trip (p50, p99). The
-   configurations are interleaved: every round runs each (n, off/on) once, in alternating order.
+1. **Scaling.** Per model, ``vlart serve`` processes with batching off (``--max-batch 1``) and on (``--max-batch``
+   the largest client count), one for each ``--batch-wait-ms``. For each client count n, n client threads (one
+   ``PolicyClient``, one ZeroMQ session each) start together and send ``--requests`` 224x224 infers each, back to
+   back, as robots in lockstep would. Throughput = requests / wall time; latency = each request's round trip (p50,
+   p99); batch = the mean ``batch_size`` of the replies. The configurations are interleaved: every round runs each
+   (n, mode) once, in rotating order.
 2. **openpi endpoint.** One client, the tiny model, ``vlart serve --protocol openpi`` vs ``vlart serve`` (ZeroMQ),
    requests alternating between the two. Overhead = round trip - the policy server's ``server_total_ms`` (what the
    transport and, for openpi, the translation cost), p50 / p99 per path.
 3. **Evaluation** (with ``--eval-episodes``): ``vlart eval`` of that many episodes of the spoon task with cogact-demo,
-   ``--workers`` each of ``--eval-workers``, batching off (``--max-batch 1``) and on (the default): episodes per
-   minute. Long; the pairs are interleaved too.
+   ``--workers`` each of ``--eval-workers``, batching off (``--max-batch 1``) and on (``--max-batch`` = workers, one
+   run per ``--eval-batch-wait-ms``): episodes per minute. Long; run one after the other for each worker count.
 
 Prints tables, writes JSON and a plot (throughput and p99 latency against clients).
 """
@@ -106,19 +107,23 @@ def run_clients(endpoint: str, clients: int, requests: int, images: list[np.ndar
     return {"requests": len(flat), "wall_s": wall, "latencies_ms": flat, "batch_sizes": batch_sizes}
 
 
-def scaling(models: list[str], client_counts: list[int], requests: int, rounds: int, wait_ms: float) -> list[dict]:
+def scaling(models: list[str], client_counts: list[int], requests: int, rounds: int,
+            waits_ms: list[float]) -> list[dict]:
     images = frames(8)
     rows = []
     for model in models:
-        servers = {"off": ServeProcess(model, "--bind", "tcp://127.0.0.1:*", "--max-batch", "1"),
-                   "on": ServeProcess(model, "--bind", "tcp://127.0.0.1:*", "--max-batch", str(max(client_counts)),
-                                      "--batch-wait-ms", str(wait_ms))}
+        servers = {"off": ServeProcess(model, "--bind", "tcp://127.0.0.1:*", "--max-batch", "1")}
+        for wait in waits_ms:
+            servers[f"on, wait {wait:g} ms"] = ServeProcess(
+                model, "--bind", "tcp://127.0.0.1:*", "--max-batch", str(max(client_counts)),
+                "--batch-wait-ms", str(wait))
+        names = list(servers)
         results: dict[tuple[int, str], list[dict]] = {}
         try:
             for round_index in range(rounds):
                 for clients in client_counts:
-                    modes = ("off", "on") if (round_index + clients) % 2 == 0 else ("on", "off")
-                    for mode in modes:
+                    shift = (round_index + clients) % len(names)
+                    for mode in names[shift:] + names[:shift]:
                         run = run_clients(servers[mode].url, clients, requests, images)
                         results.setdefault((clients, mode), []).append(run)
                         print(f"  {model} round {round_index} clients {clients} batching {mode}: "
@@ -126,7 +131,7 @@ def scaling(models: list[str], client_counts: list[int], requests: int, rounds: 
         finally:
             for server in servers.values():
                 server.stop()
-        for (clients, mode), runs in sorted(results.items()):
+        for (clients, mode), runs in sorted(results.items(), key=lambda item: (item[0][0], names.index(item[0][1]))):
             latencies = [ms for run in runs for ms in run["latencies_ms"]]
             rows.append({
                 "model": model, "clients": clients, "batching": mode,
@@ -174,14 +179,16 @@ def openpi_overhead(requests: int) -> dict[str, Any]:
     return summary
 
 
-def evaluation(episodes: int, worker_counts: list[int]) -> list[dict]:
+def evaluation(episodes: int, worker_counts: list[int], waits_ms: list[float]) -> list[dict]:
     rows = []
     for workers in worker_counts:
-        for mode, max_batch in (("off", 1), ("on", workers)):
-            out = REPO / "runs" / f"serving-scale-eval-w{workers}-{mode}"
+        modes = [("off", 1, 0.0)] + [(f"on, wait {wait:g} ms", workers, wait) for wait in waits_ms]
+        for mode, max_batch, wait in modes:
+            out = REPO / "runs" / f"serving-scale-eval-w{workers}-b{max_batch}-w{wait:g}"
             command = [sys.executable, "-m", "runtime.cli", "eval", "--suite", "simpler/widowx_spoon_on_towel",
                        "--model", str(REPO / "checkpoints" / "cogact-demo"), "--episodes", str(episodes),
-                       "--workers", str(workers), "--max-batch", str(max_batch), "--no-video", "--out", str(out)]
+                       "--workers", str(workers), "--max-batch", str(max_batch), "--batch-wait-ms", str(wait),
+                       "--no-video", "--out", str(out)]
             started = time.perf_counter()
             subprocess.run(command, check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
                            stdout=subprocess.DEVNULL)
@@ -189,7 +196,8 @@ def evaluation(episodes: int, worker_counts: list[int]) -> list[dict]:
             result = json.loads((out / "results.json").read_text())
             rows.append({"workers": workers, "batching": mode, "episodes": episodes, "wall_s": round(wall, 1),
                          "episodes_per_min": round(episodes / wall * 60, 2),
-                         "eval_wall_time_s": result["wall_time_s"]})
+                         "eval_wall_time_s": result["wall_time_s"],
+                         "success": sum(bool(e.get("success_final")) for e in result["episodes"])})
             print(f"  eval workers {workers} batching {mode}: {rows[-1]['episodes_per_min']} episodes/min",
                   flush=True)
     return rows
@@ -204,7 +212,8 @@ def plot(rows: list[dict], path: Path) -> None:
     models = sorted({row["model"] for row in rows})
     figure, axes = plt.subplots(len(models), 2, figsize=(10, 3.6 * len(models)), squeeze=False)
     for model, (left, right) in zip(models, axes):
-        for mode, style in (("off", "o--"), ("on", "s-")):
+        modes = list(dict.fromkeys(row["batching"] for row in rows))
+        for mode, style in zip(modes, ("o--", "s-", "^-", "v-", "d-")):
             picked = [row for row in rows if row["model"] == model and row["batching"] == mode]
             clients = [row["clients"] for row in picked]
             left.plot(clients, [row["throughput_per_s"] for row in picked], style, label=f"batching {mode}")
@@ -224,26 +233,29 @@ def main() -> int:
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--requests", type=int, default=6, help="infers per client per run")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-wait-ms", type=float, default=0.0)
+    parser.add_argument("--batch-wait-ms", nargs="+", type=float, default=[0.0, 5.0],
+                        help="one batching server per wait")
     parser.add_argument("--openpi-requests", type=int, default=300, help="0: skip the openpi comparison")
     parser.add_argument("--eval-episodes", type=int, default=0, help="0: skip the evaluation runs")
     parser.add_argument("--eval-workers", nargs="+", type=int, default=[2, 4])
+    parser.add_argument("--eval-batch-wait-ms", nargs="+", type=float, default=[0.0, 100.0])
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
     rows = scaling(args.models, args.clients, args.requests, args.rounds, args.batch_wait_ms) if args.models else []
     openpi = openpi_overhead(args.openpi_requests) if args.openpi_requests else None
-    eval_rows = evaluation(args.eval_episodes, args.eval_workers) if args.eval_episodes else []
+    eval_rows = (evaluation(args.eval_episodes, args.eval_workers, args.eval_batch_wait_ms) if args.eval_episodes
+                 else [])
 
     if rows:
-        print(f"\n{'model':<14} {'clients':>7} {'batching':>8} {'inf/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'x off':>6} "
-              f"{'batch':>6}")
+        print(f"\n{'model':<14} {'clients':>7} {'batching':>18} {'inf/s':>8} {'p50 ms':>9} {'p99 ms':>9} "
+              f"{'x off':>6} {'batch':>6}")
         for row in rows:
             off = next(r for r in rows if r["model"] == row["model"] and r["clients"] == row["clients"]
                        and r["batching"] == "off")
             row["speedup_vs_off"] = round(row["throughput_per_s"] / off["throughput_per_s"], 2)
-            print(f"{Path(row['model']).name:<14} {row['clients']:>7} {row['batching']:>8} "
+            print(f"{Path(row['model']).name:<14} {row['clients']:>7} {row['batching']:>18} "
                   f"{row['throughput_per_s']:>8.2f} {row['latency_p50_ms']:>9.1f} {row['latency_p99_ms']:>9.1f} "
                   f"{row['speedup_vs_off']:>6.2f} {row['mean_batch']:>6.2f}")
     if openpi:
@@ -253,13 +265,14 @@ def main() -> int:
                   f"p99 {openpi[path]['overhead_p99_ms']:.3f} ms (round trip p50 {openpi[path]['round_trip_p50_ms']:.1f})")
         print(f"  openpi extra at p99: {openpi['openpi_extra_p99_ms']:.3f} ms")
     for row in eval_rows:
-        print(f"eval workers {row['workers']} batching {row['batching']}: {row['episodes_per_min']} episodes/min")
+        print(f"eval workers {row['workers']} batching {row['batching']}: {row['episodes_per_min']} episodes/min "
+              f"(success {row['success']}/{row['episodes']})")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-              "batch_wait_ms": args.batch_wait_ms, "requests_per_client": args.requests, "rounds": args.rounds,
+              "batch_waits_ms": args.batch_wait_ms, "requests_per_client": args.requests, "rounds": args.rounds,
               "scaling": rows, "openpi": openpi, "evaluation": eval_rows}
     out.write_text(json.dumps(report, indent=2))
     if rows:

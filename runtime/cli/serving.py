@@ -25,6 +25,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from policies.interface import Observation
     from runtime.policy_loader import load_policy_with_preset
 
+    websocket = args.protocol != "zmq"
+    bind = args.bind or (DEFAULT_WS_BIND if websocket else DEFAULT_ZMQ_BIND)
+    if websocket:  # the flags are checked before the model is loaded
+        from bridge.websocket_server import parse_ws_bind
+
+        parse_ws_bind(bind)
+        if args.curve_keys:
+            raise ValueError("--curve-keys: CURVE secures the ZeroMQ protocol; put a websocket endpoint behind TLS")
     curve = load_server_keys(args.curve_keys) if args.curve_keys else None
     policy = load_policy_with_preset(args.model, args.preset, args.plan, unnorm_key=args.unnorm_key,
                                      device=args.device, overrides=args.set)
@@ -36,21 +44,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from runtime.budgets import LatencyBudget, load_budget
 
         budget = LatencyBudget(load_budget(args.budget))
-    websocket = args.protocol != "zmq"
-    if websocket and curve:
-        raise ValueError("--curve-keys: CURVE secures the ZeroMQ protocol; put a websocket endpoint behind TLS instead")
-    bind = args.bind or (DEFAULT_WS_BIND if websocket else DEFAULT_ZMQ_BIND)
     max_message_bytes = int(args.max_message_mb * 2**20)
     # A websocket endpoint forwards to the ZeroMQ server inside this process, over the in-process transport.
     server = PolicyServer(policy, bind=f"inproc://vlart-policy-{os.getpid()}" if websocket else bind, curve=curve,
                           max_message_bytes=max_message_bytes, budget=budget, max_batch=args.max_batch,
                           batch_wait_ms=args.batch_wait_ms)
-    endpoint = make_websocket_endpoint(args.protocol, bind, policy, server, max_message_bytes) if websocket else None
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     server.start()
-    if endpoint is not None:
-        endpoint.start()
+    endpoint = None
+    if websocket:
+        endpoint = make_websocket_endpoint(args.protocol, bind, policy, server, max_message_bytes).start()
         print(f"vlart serve: ready on {endpoint.url} ({args.protocol})", flush=True)
     else:
         print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
@@ -62,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def make_websocket_endpoint(protocol_name: str, bind: str, policy, server, max_message_bytes: int):
-    """The ``openpi`` or ``vla-eval`` endpoint on ``bind`` (ws://HOST:PORT) in front of ``server``."""
+    """The ``openpi`` or ``vla-eval`` endpoint on ``bind`` (ws://HOST:PORT) in front of ``server`` (started)."""
     from bridge.websocket_server import WebsocketEndpoint, parse_ws_bind
 
     host, port = parse_ws_bind(bind)

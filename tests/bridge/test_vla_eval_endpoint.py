@@ -160,3 +160,51 @@ def test_health_check(endpoint):
 
     with urllib.request.urlopen(f"http://127.0.0.1:{endpoint.port}/health", timeout=30) as response:
         assert json.loads(response.read()) == {"status": "ok"}
+
+
+def test_vlart_serve_protocol_vla_eval(tmp_path):
+    """The command a user runs: `vlart serve --protocol vla-eval`, reached by vla-eval's Connection."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, TINY
+
+    command = [sys.executable, "-m", "runtime.cli", "serve", "--model", str(TINY), "--protocol", "vla-eval",
+               "--bind", "ws://127.0.0.1:0", "--max-batch", "4"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            match = re.search(r"ready on (ws://\S+) \(vla-eval\)", line)
+            if match:
+                break
+        else:
+            pytest.fail("vlart serve --protocol vla-eval did not start")
+
+        async def act():
+            connection = Connection(match.group(1), timeout=60)
+            await connection.connect()
+            try:
+                await connection.start_episode({"task": {"name": "pick"}})
+                return connection.server_info, await connection.act(
+                    {"images": {"primary": frame(0)}, "task_description": "pick coke can"})
+            finally:
+                await connection.close()
+
+        info, action = anyio.run(act)
+        assert info["model_server"] == "vlart (cogact-tiny)" and action["actions"].shape == (7,)
+        assert action["chunk"].shape == (16, 7)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+@pytest.mark.parametrize("bind, message", [("tcp://127.0.0.1:5555", "--bind: expected ws://HOST:PORT"),
+                                           ("ws://127.0.0.1:99999", "--bind: the port of")])
+def test_a_websocket_protocol_needs_a_ws_bind(capsys, bind, message):
+    from runtime.cli import main
+
+    from tests.conftest import TINY
+
+    assert main(["serve", "--model", str(TINY), "--protocol", "openpi", "--bind", bind]) == 2
+    assert message in capsys.readouterr().err
