@@ -4,8 +4,9 @@ One socket thread owns the ROUTER: it checks every message's size, decodes and v
 ``ping`` at once, and queues ``infer`` for the inference worker, so a long forward pass never delays a ping. A
 ``reset`` runs at once too, unless its client has an inference queued or running: then it waits for that one, so
 resets stay ordered with the infers of their client. The worker batches dynamically: the infers of different clients
-queued within ``batch_wait_ms`` of the first (up to ``max_batch``) run as one forward pass (``predict_batch``), each
-row with its own seed, instruction, continuation and ensemble; a client's second infer waits for the next batch. It
+that are queued, or arrive within ``batch_wait_ms`` while an active client is missing from the batch (up to
+``max_batch``), run as one forward pass (``predict_batch``), each row with its own seed, instruction, continuation
+and ensemble; a client's second infer waits for the next batch. It
 hands replies back over an inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity)
 has its own session: its own ensemble history on the shared model.
 
@@ -42,8 +43,10 @@ DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 SERVER_NAME = "vlart"
 DEFAULT_MAX_BATCH = 8
+DEFAULT_BATCH_WAIT_MS = 5.0  # chosen with benchmarks/serving_scale.py (README, Serving a fleet)
 REMEMBERED_REQUESTS = 32  # finished requests per session whose replies a late retry can still get
 ALLOWLIST_CHECK_S = 1.0
+ACTIVE_WINDOW_S = 1.0
 
 
 @dataclass
@@ -61,6 +64,7 @@ class ClientSession:
     last_seen: float = field(default_factory=time.monotonic)
     requests: "OrderedDict[int, RequestRecord]" = field(default_factory=OrderedDict)
     pending: int = 0  # its jobs queued or running in the worker (a reset runs at once only when there are none)
+    last_infer: float = -float("inf")  # monotonic time of its latest infer (the batcher waits only for active ones)
 
 
 @dataclass
@@ -120,10 +124,10 @@ class PolicyServer:
     against it (the step ``total`` is ``server_total``: receipt to reply) and replies say which stages went over.
 
     Dynamic batching: up to ``max_batch`` infers of different clients run as one forward pass, gathered from what is
-    queued when the worker is free and what arrives within ``batch_wait_ms`` after. The default (8, 0 ms) never makes
-    a request wait for company: one client is served exactly as without batching, and clients that arrive while a
-    pass runs share the next one. ``max_batch=1`` turns batching off. Policies without ``predict_batch`` run each
-    row on its own.
+    queued when the worker is free and, for at most ``batch_wait_ms``, what arrives after, but only while a client
+    that is active (an infer within ``active_window_s`` plus two passes) is missing from the batch: a lone client
+    never waits, and clients in lockstep close the batch as soon as the last of them has sent. ``max_batch=1`` turns
+    batching off. Policies without ``predict_batch`` run each row on its own.
     """
 
     def __init__(
@@ -137,7 +141,8 @@ class PolicyServer:
         context: Optional[zmq.Context] = None,
         budget: Optional[LatencyBudget] = None,
         max_batch: int = DEFAULT_MAX_BATCH,
-        batch_wait_ms: float = 0.0,
+        batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
+        active_window_s: float = ACTIVE_WINDOW_S,
     ) -> None:
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
@@ -146,6 +151,7 @@ class PolicyServer:
         self.policy = policy
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_ms / 1e3
+        self.active_window_s = active_window_s
         self.budget = budget
         self.bind = bind
         self.curve = curve
@@ -167,6 +173,7 @@ class PolicyServer:
         self._requests_lock = threading.Lock()  # session.requests: socket thread and worker
         self.inferences = 0  # requests inferred (a retried request counts once)
         self.batches = 0  # forward passes run for them
+        self._last_pass_s = 0.0
         self._deferred: "deque[Job]" = deque()  # taken from the queue by the worker, left for a later batch
         self.joined_retries = 0  # attempts answered with another attempt's result
         self._hello_payload = {
@@ -365,6 +372,7 @@ class PolicyServer:
         request = None
         if kind == protocol.INFER:
             request = protocol.validate_infer(payload, self.policy.conventions, seq)
+            session.last_infer = time.monotonic()
         job = Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
                   request=request, request_id=request_id)
         with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
@@ -450,8 +458,12 @@ class PolicyServer:
         held: list[Job] = []
         held_sessions: set[int] = set()
         deadline = time.perf_counter() + self.batch_wait_s
+        active = self._active_sessions()
         while len(batch) < self.max_batch:
-            job = self._next_job(timeout=deadline - time.perf_counter())
+            # Waiting is only worth it for an active client that is not in the batch yet: a lone client never waits,
+            # and lockstep clients close the batch as soon as the last of them has sent.
+            waiting_for = active - members - held_sessions
+            job = self._next_job(timeout=deadline - time.perf_counter() if waiting_for else 0.0)
             if job is None:
                 break
             session = id(job.session)
@@ -466,6 +478,13 @@ class PolicyServer:
                 members.add(session)
         self._deferred.extendleft(reversed(held))  # before anything left in the deque: they were taken before it
         return batch
+
+    def _active_sessions(self) -> set[int]:
+        """Sessions that sent an infer recently: within a second plus two forward passes (a client of a slow model
+        sends rarely, yet is as active as one of a fast model)."""
+        window = self.active_window_s + 2 * self._last_pass_s
+        cutoff = time.monotonic() - window
+        return {id(session) for session in list(self.sessions.values()) if session.last_infer >= cutoff}
 
     def _run_guarded(self, jobs: list[Job]) -> list[tuple[str, dict[str, Any], bytes]]:
         """Each job's reply (type, payload) and its body for the job's seq, encoded here so that a reply that cannot
@@ -482,6 +501,7 @@ class PolicyServer:
                 outputs = [exc for _ in jobs]
             self.inferences += len(jobs)
             self.batches += 1
+            self._last_pass_s = time.perf_counter() - started
             replies = []
             for job, output in zip(jobs, outputs):
                 try:

@@ -38,7 +38,9 @@ class EvalConfig:
     grid: str = "official"  # "heldout": placements off the official grid, never seen when choosing the model
     timing: TimingConfig = field(default_factory=TimingConfig)
     max_batch: Optional[int] = None  # the server's dynamic batching (--via zmq with --model): None = one row a worker
-    batch_wait_ms: float = 0.0
+    # Long enough for lockstep workers to meet in one batch (chosen with benchmarks/serving_scale.py); a worker that
+    # is building a simulator stops being waited for once it has not sent for a second.
+    batch_wait_ms: float = 100.0
 
     @property
     def server_max_batch(self) -> int:

@@ -119,8 +119,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--max-batch", type=int, default=None,
                           help="--via zmq with --model: the server's dynamic batching, at most this many workers' "
                                "requests per forward pass (default: --workers; 1: no batching)")
-    evaluate.add_argument("--batch-wait-ms", type=float, default=0.0,
-                          help="--via zmq with --model: how long the server waits for more requests to batch")
+    evaluate.add_argument("--batch-wait-ms", type=float, default=100.0,
+                          help="--via zmq with --model: how long a batch waits for workers that have not sent yet "
+                               "(default 100)")
     evaluate.add_argument("--out", default=None, help="output folder (default runs/eval-TIMESTAMP)")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--budget", default=None, help="latency budget YAML; violations counted per episode")

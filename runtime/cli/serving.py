@@ -10,6 +10,7 @@ import os
 from runtime.cli.common import load_image, model_options
 
 DEFAULT_MAX_BATCH = 8  # bridge.server's; not imported from there, so that `vlart --help` needs no zmq
+DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_ZMQ_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_WS_BIND = "ws://127.0.0.1:8000"  # openpi's and vla-eval's port
 PROTOCOLS = ("zmq", "openpi", "vla-eval")
@@ -143,9 +144,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
                        help=f"most clients' requests run as one forward pass (default {DEFAULT_MAX_BATCH}; 1: no "
                             "batching)")
-    serve.add_argument("--batch-wait-ms", type=float, default=0.0,
-                       help="how long a request waits for others to batch with (default 0: only those already "
-                            "queued, so a lone client never waits)")
+    serve.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
+                       help=f"how long a batch waits for active clients that have not sent yet (default "
+                            f"{DEFAULT_BATCH_WAIT_MS:g}; a lone client never waits; 0: only what is queued)")
     serve.set_defaults(func=cmd_serve, log_level=logging.INFO)  # a server logs its clients and requests
 
     client = commands.add_parser("client", help="call a running server once and print the actions")

@@ -97,23 +97,42 @@ def test_requests_queued_during_a_pass_share_the_next_one(tiny_policy):
     assert server.inferences == 4 and server.batches == 2
 
 
-def test_the_batch_wait_gathers_requests_that_arrive_after_the_first(tiny_policy):
+def test_the_batch_wait_gathers_active_clients_that_send_after_the_first(tiny_policy):
     policy = RecordingBatchPolicy(tiny_policy, gated=False)
-    # The wait only bounds a failing test: the batch runs as soon as it is full.
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=2, batch_wait_ms=60_000).start()
-    results: dict = {}
+    # The wait only bounds a failing test: the batch runs as soon as every active client is in it.
+    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4, batch_wait_ms=60_000,
+                          active_window_s=600).start()
     images = frames(2)
+    results: dict = {}
     try:
-        first = infer_in_thread(server.endpoint, images[0], "pick coke can", 1, results, "a")
-        with PolicyClient(server.endpoint, timeout_s=60) as c:
-            assert c.ping()["status"] == "ok"  # pings are never delayed by the wait
-        second = infer_in_thread(server.endpoint, images[1], "open drawer", 2, results, "b")
-        first.join(60)
-        second.join(60)
+        with PolicyClient(server.endpoint, timeout_s=60, retries=0) as a, \
+                PolicyClient(server.endpoint, timeout_s=60, retries=0) as b:
+            a.infer(images[0], "pick coke can", seed=1)  # alone: no other client is active yet
+            thread = threading.Thread(target=lambda: results.update(b=b.infer(images[1], "open drawer", seed=2)))
+            thread.start()  # b's request waits for a, which is active
+            # b's infer has arrived (its session is active) and the worker has taken it: it is waiting for a.
+            wait_for(lambda: sum(s.last_infer > 0 for s in list(server.sessions.values())) == 2
+                     and server._jobs.qsize() == 0)
+            assert "b" not in results and policy.batch_sizes == [1]
+            assert a.ping()["status"] == "ok"  # pings are never delayed by the wait
+            results["a"] = a.infer(images[0], "pick coke can", seed=3)
+            thread.join(60)
     finally:
         server.stop()
-    assert policy.batch_sizes == [2]
-    assert results["a"].actions.shape == (16, 7) and results["b"].actions.shape == (16, 7)
+    assert policy.batch_sizes == [1, 2]
+    assert results["a"].batch_size == 2 and results["b"].batch_size == 2
+
+
+def test_a_lone_client_never_waits_for_company(tiny_policy):
+    policy = RecordingBatchPolicy(tiny_policy, gated=False)
+    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=8, batch_wait_ms=600_000).start()
+    try:
+        with PolicyClient(server.endpoint, timeout_s=60, retries=0) as client:  # would time out if it waited
+            for seed in range(3):
+                assert client.infer(frames(1)[0], "pick coke can", seed=seed).batch_size == 1
+    finally:
+        server.stop()
+    assert policy.batch_sizes == [1, 1, 1]
 
 
 def send(sock, kind, seq, payload):

@@ -112,7 +112,7 @@ def test_eval_two_episodes_via_zmq_writes_results_and_videos(simpler_assets, tmp
     assert CARROT in printed and "official rule" in printed
     result = json.loads((out / "results.json").read_text())
     assert result["via"] == "zmq" and result["endpoint"].startswith("tcp://127.0.0.1:")
-    assert result["server_batching"] == {"max_batch": 1, "batch_wait_ms": 0.0}  # one worker: one row a pass
+    assert result["server_batching"] == {"max_batch": 1, "batch_wait_ms": 100.0}  # one worker: one row a pass
     assert result["grid"] == "official"
     episodes = result["episodes"]
     assert [e["episode_id"] for e in episodes] == [0, 1]
