@@ -23,6 +23,7 @@ import json
 import time
 from typing import Any, Optional
 
+import msgpack
 import numpy as np
 
 from bridge import protocol
@@ -69,8 +70,6 @@ def _encode_default(obj: Any) -> Any:
 
 
 def encode(value: Any) -> bytes:
-    import msgpack
-
     return msgpack.packb(value, default=_encode_default, use_bin_type=True)
 
 

@@ -109,7 +109,6 @@ class WebsocketEndpoint:
         self.context = zmq.asyncio.Context.shadow(context or zmq.Context.instance())
         self.max_message_bytes = max_message_bytes
         self.request_timeout_s = request_timeout_s
-        self.connections = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stopped: Optional[asyncio.Event] = None
         self._ready = threading.Event()
@@ -129,7 +128,6 @@ class WebsocketEndpoint:
 
     async def _connection(self, websocket: Any) -> None:
         session = VlartSession(self.context, self.endpoint, self.request_timeout_s)
-        self.connections += 1
         try:
             await self.handler.serve_connection(websocket, session, self.max_message_bytes)
         except Exception:  # one connection's failure must not stop the endpoint

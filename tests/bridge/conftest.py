@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -11,12 +13,42 @@ from bridge.client import PolicyClient
 from bridge.server import PolicyServer
 
 
-class GatedPolicy:
+class WrappedPolicy:
+    """A test's wrapper around the tiny policy: the server sees its conventions and metadata."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+
+    @property
+    def conventions(self):
+        return self.policy.conventions
+
+    @property
+    def metadata(self):
+        return self.policy.metadata
+
+
+@contextmanager
+def websocket_endpoint(policy, protocol_name: str):
+    """``policy`` behind a server on a fresh in-process address and the ``protocol_name`` endpoint in front of it,
+    on a free loopback port, both stopped afterwards."""
+    from runtime.cli.serving import make_websocket_endpoint
+
+    server = PolicyServer(policy, bind=f"inproc://vlart-test-{protocol_name}-{uuid.uuid4().hex}").start()
+    front = make_websocket_endpoint(protocol_name, "ws://127.0.0.1:0", policy, server, 1_000_000).start()
+    try:
+        yield front
+    finally:
+        front.stop()
+        server.stop()
+
+
+class GatedPolicy(WrappedPolicy):
     """The tiny policy whose inferences wait until the test opens the gate (``release()``), so concurrency tests
     control the order of events instead of racing the clock. Counts the inferences it ran."""
 
     def __init__(self, policy, gated: bool = True) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.started = threading.Event()  # an inference has begun and is waiting at the gate
         self.gate = threading.Event()
         if not gated:
@@ -25,10 +57,6 @@ class GatedPolicy:
 
     def release(self) -> None:
         self.gate.set()
-
-    @property
-    def conventions(self):
-        return self.policy.conventions
 
     @property
     def metadata(self):

@@ -12,30 +12,22 @@ from bridge import protocol
 from bridge.client import PolicyClient, ServerError
 from bridge.server import PolicyServer
 from policies.interface import Observation
-from tests.bridge.conftest import wait_for
+from tests.bridge.conftest import WrappedPolicy, wait_for
 
 TOLERANCE = 1e-5
 
 
-class RecordingBatchPolicy:
+class RecordingBatchPolicy(WrappedPolicy):
     """The tiny policy's batching, recording each batch's size; the first batch waits at a gate the test opens, and
     rows whose instruction says "explode" fail."""
 
     def __init__(self, policy, gated: bool = True) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
         self.started = threading.Event()
         self.batch_sizes: list[int] = []
-
-    @property
-    def conventions(self):
-        return self.policy.conventions
-
-    @property
-    def metadata(self):
-        return self.policy.metadata
 
     def session(self):
         return self.policy.session()

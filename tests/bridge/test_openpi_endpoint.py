@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import msgpack
 import numpy as np
 import pytest
 
-from bridge.server import PolicyServer
 from policies.interface import Observation
-from runtime.cli.serving import make_websocket_endpoint
+from tests.bridge.conftest import websocket_endpoint
 
 pytest.importorskip("websockets")
 from openpi_client.websocket_client_policy import WebsocketClientPolicy  # noqa: E402
@@ -21,11 +18,8 @@ TOLERANCE = 1e-5
 
 @pytest.fixture()
 def endpoint(tiny_policy):
-    server = PolicyServer(tiny_policy, bind=f"inproc://vlart-test-openpi-{uuid.uuid4().hex}").start()
-    front = make_websocket_endpoint("openpi", "ws://127.0.0.1:0", tiny_policy, server, 1_000_000).start()
-    yield front
-    front.stop()
-    server.stop()
+    with websocket_endpoint(tiny_policy, "openpi") as front:
+        yield front
 
 
 def image(seed=0, shape=(224, 224, 3)):

@@ -10,7 +10,7 @@ from bridge import protocol
 from bridge.client import PolicyClient, PolicyTimeout, ServerError
 from bridge.server import PolicyServer
 from policies.interface import ChunkContinuation, Observation
-from tests.bridge.conftest import GatedPolicy, wait_for
+from tests.bridge.conftest import GatedPolicy, WrappedPolicy, wait_for
 from tests.policies.test_continuation import plan_prefix
 
 
@@ -203,21 +203,13 @@ def test_busy_when_the_queue_is_full(tiny_policy, frame):
         server.stop()
 
 
-class FailingPolicy:
+class FailingPolicy(WrappedPolicy):
     """The tiny policy whose sessions fail in a chosen way on their first inference, then work."""
 
     def __init__(self, policy, failure) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.failure = failure
         self.failed = False
-
-    @property
-    def conventions(self):
-        return self.policy.conventions
-
-    @property
-    def metadata(self):
-        return self.policy.metadata
 
     def session(self):
         outer, inner = self, self.policy.session()

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import io
-import uuid
-
 import msgpack
 import numpy as np
 import pytest
 
-from bridge.server import PolicyServer
 from policies.interface import Observation
-from runtime.cli.serving import make_websocket_endpoint
+from tests.bridge.conftest import websocket_endpoint
 
 pytest.importorskip("websockets")
 anyio = pytest.importorskip("anyio")
@@ -26,11 +23,8 @@ STEPS = 4
 
 @pytest.fixture()
 def endpoint(tiny_policy):
-    server = PolicyServer(tiny_policy, bind=f"inproc://vlart-test-vla-eval-{uuid.uuid4().hex}").start()
-    front = make_websocket_endpoint("vla-eval", "ws://127.0.0.1:0", tiny_policy, server, 1_000_000).start()
-    yield front
-    front.stop()
-    server.stop()
+    with websocket_endpoint(tiny_policy, "vla-eval") as front:
+        yield front
 
 
 def frame(step: int) -> np.ndarray:
