@@ -229,7 +229,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=[str(REPO / "checkpoints" / "cogact-demo"), "cogact-small"])
+    parser.add_argument("--models", nargs="*", default=[str(REPO / "checkpoints" / "cogact-demo"), "cogact-small"])
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--requests", type=int, default=6, help="infers per client per run")
     parser.add_argument("--rounds", type=int, default=2)

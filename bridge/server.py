@@ -8,7 +8,9 @@ that are queued, or arrive within ``batch_wait_ms`` while an active client is mi
 ``max_batch``), run as one forward pass (``predict_batch``), each row with its own seed, instruction, continuation
 and ensemble; a client's second infer waits for the next batch. It
 hands replies back over an inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity)
-has its own session: its own ensemble history on the shared model.
+has its own session: its own ensemble history on the shared model. In-process clients (the websocket endpoints)
+``submit`` their requests straight to the same checks and queue, and get their replies by callback, without a
+socket or an encoding in between.
 
 A request runs at most once: a client's retries carry the first attempt's ``request_id``, and a retry of a request
 that is queued, running or done joins it and gets its reply, never a second inference (a second chunk would shift the
@@ -27,7 +29,7 @@ import traceback
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import zmq
 
@@ -77,6 +79,8 @@ class Job:
     decode_ms: float
     request: Optional[protocol.InferRequest] = None
     request_id: Optional[int] = None
+    # An in-process client's reply callback (type, payload), called from the worker; None: a ROUTER client's job.
+    deliver: Optional[Callable[[str, dict[str, Any]], None]] = None
 
 
 class CurveAllowlist:
@@ -171,6 +175,7 @@ class PolicyServer:
         self._allowlist: Optional[CurveAllowlist] = None
         self._worker: Optional[threading.Thread] = None
         self._requests_lock = threading.Lock()  # session.requests: socket thread and worker
+        self._sessions_lock = threading.Lock()  # self.sessions: socket thread, in-process clients, worker
         self.inferences = 0  # requests inferred (a retried request counts once)
         self.batches = 0  # forward passes run for them
         self._last_pass_s = 0.0
@@ -322,11 +327,17 @@ class PolicyServer:
             )
 
     def _session(self, identity: bytes) -> ClientSession:
-        session = self.sessions.get(identity)
-        if session is None:
-            session = self.sessions[identity] = ClientSession(self.policy.session())
+        with self._sessions_lock:
+            session = self.sessions.get(identity)
+            if session is None:
+                session = self.sessions[identity] = ClientSession(self.policy.session())
         session.last_seen = time.monotonic()
         return session
+
+    def forget_session(self, identity: bytes) -> None:
+        """Drop a client's session (an in-process client that has gone); a job of it still queued runs."""
+        with self._sessions_lock:
+            self.sessions.pop(identity, None)
 
     def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float) -> Optional[bytes]:
         kind, seq, payload = message.type, message.seq, message.payload
@@ -356,8 +367,7 @@ class PolicyServer:
                 field="type",
                 seq=seq,
             )
-        if not self.worker_alive():
-            raise ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server", seq=seq)
+        self._check_worker(seq)
         session = self._session(envelope[0])
         request_id = message.request_id
         if request_id is not None:
@@ -369,32 +379,65 @@ class PolicyServer:
                         record.waiting.append((envelope, seq))
                         return None
                     return protocol.pack(record.reply[0], seq, record.reply[1])
+        job = self._job(kind, payload, envelope, seq, session, received, request_id)
+        if self._enqueue(job):
+            return self._replies(job, protocol.RESET, {"ok": True}, done=False)[0][1]
+        return None
+
+    def submit(self, identity: bytes, kind: str, payload: dict[str, Any],
+               deliver: Callable[[str, dict[str, Any]], None]) -> None:
+        """An in-process client's ``infer`` or ``reset`` (the websocket endpoints), checked and queued as a ZeroMQ
+        client's would be, joining the same batches. ``deliver(type, payload)`` gets the reply (``error`` with its
+        code, ``field`` and message if refused or failed): now, or later from the worker thread, so it must be quick
+        and thread-safe. One request of an identity at a time, like a ZeroMQ client that waits for its replies."""
+        received = time.perf_counter()
+        try:
+            if kind not in (protocol.INFER, protocol.RESET):
+                raise ProtocolError(protocol.UNKNOWN_TYPE, f"type: expected infer or reset, got {kind!r}", field="type")
+            self._check_worker(0)
+            job = self._job(kind, payload, [], 0, self._session(identity), received, None, deliver)
+            if self._enqueue(job):
+                deliver(protocol.RESET, {"ok": True})
+        except ProtocolError as error:
+            deliver(protocol.ERROR, error.payload())
+        except Exception as exc:  # a client's bad request must not reach the endpoint's loop as an exception
+            log.error("in-process %s failed: %s", kind, traceback.format_exc())
+            deliver(protocol.ERROR, ProtocolError(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}").payload())
+
+    def _check_worker(self, seq: int) -> None:
+        if not self.worker_alive():
+            raise ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server", seq=seq)
+
+    def _job(self, kind: str, payload: dict[str, Any], envelope: list[bytes], seq: int, session: ClientSession,
+             received: float, request_id: Optional[int],
+             deliver: Optional[Callable[[str, dict[str, Any]], None]] = None) -> Job:
+        """The job for a checked infer or reset (``bad_request`` naming the field if the infer is not valid)."""
         request = None
         if kind == protocol.INFER:
             request = protocol.validate_infer(payload, self.policy.conventions, seq)
             session.last_infer = time.monotonic()
-        job = Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
-                  request=request, request_id=request_id)
+        return Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
+                   request=request, request_id=request_id, deliver=deliver)
+
+    def _enqueue(self, job: Job) -> bool:
+        """Queue ``job`` for the worker (``busy`` if the queue is full); True: it was a reset run at once instead."""
+        session, request_id, kind = job.session, job.request_id, job.kind
         with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
             if request_id is not None:
-                session.requests[request_id] = RequestRecord([(envelope, seq)])
+                session.requests[request_id] = RequestRecord([(job.envelope, job.seq)])
             if kind == protocol.RESET and session.pending == 0:
                 # Nothing of this client's is queued or running, so nothing it asked before can land after it.
                 session.policy.reset()
-                immediate = True
-            else:
-                immediate = False
-                try:
-                    self._jobs.put_nowait(job)
-                except queue.Full:
-                    session.requests.pop(request_id, None)
-                    raise ProtocolError(
-                        protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=seq
-                    ) from None
-                session.pending += 1
-        if immediate:
-            return self._replies(job, protocol.RESET, {"ok": True}, done=False)[0][1]
-        return None
+                return True
+            try:
+                self._jobs.put_nowait(job)
+            except queue.Full:
+                session.requests.pop(request_id, None)
+                raise ProtocolError(
+                    protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=job.seq
+                ) from None
+            session.pending += 1
+            return False
 
     def _refuse_queued(self, router: zmq.Socket) -> None:
         """The worker has stopped: answer what is still queued instead of leaving the clients to time out."""
@@ -404,13 +447,13 @@ class PolicyServer:
             except queue.Empty:
                 return
             error = ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server")
-            for envelope, body in self._replies(job, protocol.ERROR, error.payload()):
-                router.send_multipart([*envelope, body])
+            self._send_replies(router, job, protocol.ERROR, error.payload())
 
     def _forget_idle_sessions(self) -> None:
         cutoff = time.monotonic() - self.session_idle_s
-        for identity in [k for k, s in self.sessions.items() if s.last_seen < cutoff]:
-            del self.sessions[identity]
+        with self._sessions_lock:
+            for identity in [k for k, s in self.sessions.items() if s.last_seen < cutoff]:
+                del self.sessions[identity]
 
     # -- inference worker ------------------------------------------------------------------------------------------
 
@@ -426,16 +469,14 @@ class PolicyServer:
                 jobs = [first]
                 if first.kind == protocol.INFER:
                     jobs = self._gather_batch(first, out)
-                for job, (kind, payload, body) in zip(jobs, self._run_guarded(jobs)):
-                    for envelope, reply in self._replies(job, kind, payload, body):
-                        out.send_multipart([*envelope, reply])
+                for job, reply in zip(jobs, self._run_guarded(jobs)):
+                    self._send_replies(out, job, *reply)
                 jobs = []
         except BaseException:
             log.critical("the inference worker stopped: %s", traceback.format_exc())
             error = ProtocolError(protocol.UNAVAILABLE, "the inference worker stopped during this request")
             for job in jobs:
-                for envelope, body in self._replies(job, protocol.ERROR, error.payload()):
-                    out.send_multipart([*envelope, body])
+                self._send_replies(out, job, protocol.ERROR, error.payload())
             raise
         finally:
             out.close(linger=1000)
@@ -471,8 +512,7 @@ class PolicyServer:
                 held.append(job)
                 held_sessions.add(session)
             elif job.kind == protocol.RESET:
-                for envelope, body in self._replies(job, *self._run_guarded([job])[0]):
-                    out.send_multipart([*envelope, body])
+                self._send_replies(out, job, *self._run_guarded([job])[0])
             else:
                 batch.append(job)
                 members.add(session)
@@ -484,9 +524,10 @@ class PolicyServer:
         sends rarely, yet is as active as one of a fast model)."""
         window = self.active_window_s + 2 * self._last_pass_s
         cutoff = time.monotonic() - window
-        return {id(session) for session in list(self.sessions.values()) if session.last_infer >= cutoff}
+        with self._sessions_lock:
+            return {id(session) for session in self.sessions.values() if session.last_infer >= cutoff}
 
-    def _run_guarded(self, jobs: list[Job]) -> list[tuple[str, dict[str, Any], bytes]]:
+    def _run_guarded(self, jobs: list[Job]) -> list[tuple[str, dict[str, Any], Optional[bytes]]]:
         """Each job's reply (type, payload) and its body for the job's seq, encoded here so that a reply that cannot
         be encoded never reaches the send: any failure becomes that job's error reply."""
         self._busy.set()
@@ -513,15 +554,15 @@ class PolicyServer:
                     log.error("%s failed for seq %d: %s", job.kind, job.seq,
                               "".join(traceback.format_exception(exc)))
                     error = ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}")
-                    replies.append((protocol.ERROR, error.payload(), protocol.pack(protocol.ERROR, job.seq,
-                                                                                   error.payload())))
+                    replies.append(self._encoded(job, protocol.ERROR, error.payload()))
             return replies
         finally:
             self._busy.clear()
 
     @staticmethod
-    def _encoded(job: Job, kind: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any], bytes]:
-        return kind, payload, protocol.pack(kind, job.seq, payload)
+    def _encoded(job: Job, kind: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any], Optional[bytes]]:
+        """The reply with its body for a ROUTER client (an in-process one takes the payload as it is)."""
+        return kind, payload, None if job.deliver is not None else protocol.pack(kind, job.seq, payload)
 
     def _predict(self, jobs: list[Job]) -> list[Any]:
         """One output (or the exception it raised) per infer job, as one batch when the policy can batch."""
@@ -545,6 +586,21 @@ class PolicyServer:
             return request.session.predict_action(request.obs, seed=request.seed, continuation=request.continuation)
         except Exception as exc:
             return exc
+
+    def _send_replies(self, socket: zmq.Socket, job: Job, kind: str, payload: dict[str, Any],
+                      body: Optional[bytes] = None) -> None:
+        """Answer a job that has left the worker: its in-process client's callback, or every waiting attempt of a
+        ROUTER client through ``socket`` (the ROUTER itself or the worker's results socket)."""
+        if job.deliver is not None:
+            with self._requests_lock:
+                job.session.pending -= 1
+            try:
+                job.deliver(kind, payload)
+            except Exception:  # a client that has gone (its event loop closed) must not stop the worker
+                log.warning("an in-process client could not take its %s reply: %s", kind, traceback.format_exc())
+            return
+        for envelope, reply in self._replies(job, kind, payload, body):
+            socket.send_multipart([*envelope, reply])
 
     def _replies(self, job: Job, kind: str, payload: dict[str, Any], body: Optional[bytes] = None,
                  done: bool = True) -> list[tuple[list[bytes], bytes]]:

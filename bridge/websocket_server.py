@@ -1,10 +1,10 @@
 """Websocket endpoints in front of a ``PolicyServer``: other clients' protocols, the same policy process.
 
 An endpoint speaks a foreign protocol (``bridge.openpi_endpoint``, ``bridge.vla_eval_endpoint``) on a websocket and
-forwards each request to the vlart server of the same process over ZeroMQ's in-process transport, as one more client:
-every websocket connection is one vlart session (its own ensemble), and its inferences join the same dynamic batches
-as those of ZeroMQ clients. So the server's checks, queue limits, budgets and batching apply unchanged, and the
-endpoint only translates.
+submits each request to the vlart server of the same process (``PolicyServer.submit``) as one more client: every
+websocket connection is one vlart session (its own ensemble), and its inferences join the same dynamic batches as
+those of ZeroMQ clients. So the server's checks, queue limits, budgets and batching apply unchanged, and the endpoint
+only translates. Requests and replies pass as Python values, with no socket or encoding between endpoint and server.
 
 Frames are size-checked before they are decoded: a frame over ``max_message_bytes`` gets a ``too_large`` error,
 one over twice that closes the connection unread (websockets' ``max_size``).
@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 from urllib.parse import urlsplit
 
-import zmq
-import zmq.asyncio
-
 from bridge import protocol
 from bridge.protocol import ProtocolError
+from bridge.server import PolicyServer
 
 log = logging.getLogger("vlart.bridge.websocket")
 
@@ -60,28 +58,33 @@ class VlartReply:
 
 
 class VlartSession:
-    """One websocket connection's vlart client: a DEALER on the in-process endpoint, requests answered in order."""
+    """One websocket connection's vlart client: its requests go to the server one at a time, in order."""
 
-    def __init__(self, context: zmq.asyncio.Context, endpoint: str, timeout_s: float) -> None:
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.linger = 0
-        self.socket.connect(endpoint)
+    _identities = itertools.count(1)
+
+    def __init__(self, server: PolicyServer, timeout_s: float) -> None:
+        self.server = server
+        self.identity = f"websocket-{next(self._identities)}".encode()
         self.timeout_s = timeout_s
-        self._seq = itertools.count(1)
 
     async def call(self, kind: str, payload: dict[str, Any]) -> VlartReply:
-        seq = next(self._seq)
-        await self.socket.send(protocol.pack(kind, seq, payload))
-        while True:
-            if not await self.socket.poll(self.timeout_s * 1e3):
-                return VlartReply(protocol.ERROR, {"code": protocol.UNAVAILABLE,
-                                                   "message": f"no reply from the policy within {self.timeout_s} s"})
-            message = protocol.unpack(await self.socket.recv())
-            if message.seq == seq:
-                return VlartReply(message.type, message.payload)
+        loop = asyncio.get_running_loop()
+        reply: "asyncio.Future[VlartReply]" = loop.create_future()
+
+        def settle(answer: VlartReply) -> None:
+            if not reply.done():  # a reply after the timeout finds the future cancelled
+                reply.set_result(answer)
+
+        self.server.submit(self.identity, kind, payload,
+                           lambda kind, body: loop.call_soon_threadsafe(settle, VlartReply(kind, body)))
+        try:
+            return await asyncio.wait_for(reply, self.timeout_s)
+        except asyncio.TimeoutError:
+            return VlartReply(protocol.ERROR, {"code": protocol.UNAVAILABLE,
+                                               "message": f"no reply from the policy within {self.timeout_s} s"})
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        self.server.forget_session(self.identity)
 
 
 class WebsocketProtocol(Protocol):
@@ -98,15 +101,13 @@ class WebsocketProtocol(Protocol):
 
 
 class WebsocketEndpoint:
-    """Serves ``handler``'s protocol on ``host:port`` in front of the vlart server at ``endpoint`` (in process)."""
+    """Serves ``handler``'s protocol on ``host:port`` in front of ``server`` (started, in this process)."""
 
-    def __init__(self, handler: WebsocketProtocol, endpoint: str, host: str, port: int,
-                 context: Optional[zmq.Context] = None, max_message_bytes: int = 64 * 2**20,
-                 request_timeout_s: float = 120.0) -> None:
+    def __init__(self, handler: WebsocketProtocol, server: PolicyServer, host: str, port: int,
+                 max_message_bytes: int = 64 * 2**20, request_timeout_s: float = 120.0) -> None:
         self.handler = handler
-        self.endpoint = endpoint
+        self.server = server
         self.host, self.port = host, port
-        self.context = zmq.asyncio.Context.shadow(context or zmq.Context.instance())
         self.max_message_bytes = max_message_bytes
         self.request_timeout_s = request_timeout_s
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -127,7 +128,7 @@ class WebsocketEndpoint:
         return None
 
     async def _connection(self, websocket: Any) -> None:
-        session = VlartSession(self.context, self.endpoint, self.request_timeout_s)
+        session = VlartSession(self.server, self.request_timeout_s)
         try:
             await self.handler.serve_connection(websocket, session, self.max_message_bytes)
         except Exception:  # one connection's failure must not stop the endpoint
@@ -144,7 +145,7 @@ class WebsocketEndpoint:
         async with serve(self._connection, self.host, self.port, compression=None,
                          max_size=2 * self.max_message_bytes, process_request=self._health) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
-            log.info("%s endpoint on %s (policy at %s)", self.handler.name, self.url, self.endpoint)
+            log.info("%s endpoint on %s (policy server at %s)", self.handler.name, self.url, self.server.endpoint)
             self._ready.set()
             await self._stopped.wait()
 

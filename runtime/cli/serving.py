@@ -83,8 +83,7 @@ def make_websocket_endpoint(protocol_name: str, bind: str, policy, server, max_m
         from bridge.vla_eval_endpoint import VlaEvalProtocol
 
         handler = VlaEvalProtocol(policy.metadata["name"], image_key)
-    return WebsocketEndpoint(handler, server.endpoint, host, port, context=server.context,
-                             max_message_bytes=max_message_bytes)
+    return WebsocketEndpoint(handler, server, host, port, max_message_bytes=max_message_bytes)
 
 
 def cmd_client(args: argparse.Namespace) -> int:

@@ -176,3 +176,52 @@ def test_batch_options_are_checked(tiny_policy):
         PolicyServer(tiny_policy, max_batch=0)
     with pytest.raises(ValueError, match="batch_wait_ms: expected a number >= 0"):
         PolicyServer(tiny_policy, batch_wait_ms=-1.0)
+
+
+def test_in_process_requests_join_the_batches_of_zeromq_clients(tiny_policy):
+    """``submit`` (the websocket endpoints' path): checked like a ZeroMQ request, batched with them, answered by
+    callback; refusals arrive as error replies naming the field."""
+    policy = RecordingBatchPolicy(tiny_policy)
+    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4).start()
+    image = frames(1)[0]
+    replies: dict = {}
+    arrived = {name: threading.Event() for name in ("first", "in_process", "bad", "unknown", "reset")}
+
+    def deliver_to(name):
+        def deliver(kind, payload):
+            replies[name] = (kind, payload)
+            arrived[name].set()
+        return deliver
+
+    results: dict = {}
+    try:
+        threads = [infer_in_thread(server.endpoint, image, "pick coke can", 1, results, "zmq-first")]
+        assert policy.started.wait(60)
+        server.submit(b"robot-a", protocol.INFER, {"images": {"primary": image}, "instruction": "open the drawer",
+                                                  "seed": 2}, deliver_to("in_process"))
+        threads.append(infer_in_thread(server.endpoint, image, "put the spoon", 3, results, "zmq-second"))
+        server.submit(b"robot-b", protocol.INFER, {"images": {"primary": image.astype(np.float32)},
+                                                  "instruction": "x"}, deliver_to("bad"))
+        server.submit(b"robot-b", "hello", {}, deliver_to("unknown"))
+        server.submit(b"robot-b", protocol.RESET, {}, deliver_to("reset"))
+        for name in ("bad", "unknown", "reset"):  # refused or run at once, while the pass is held
+            assert arrived[name].wait(60)
+        wait_for(lambda: server._jobs.qsize() == 2)
+        policy.gate.set()
+        assert arrived["in_process"].wait(60)
+        for thread in threads:
+            thread.join(60)
+        assert b"robot-a" in server.sessions
+        server.forget_session(b"robot-a")
+        assert b"robot-a" not in server.sessions
+    finally:
+        policy.gate.set()
+        server.stop()
+    assert policy.batch_sizes == [1, 2]
+    kind, payload = replies["in_process"]
+    assert kind == protocol.INFER and payload["batch_size"] == 2
+    alone = tiny_policy.session().predict_action(Observation(image, "open the drawer"), seed=2)
+    np.testing.assert_allclose(payload["actions"], alone.actions, atol=TOLERANCE, rtol=0)
+    assert replies["bad"][0] == protocol.ERROR and replies["bad"][1]["field"] == "payload.images.primary"
+    assert replies["unknown"][0] == protocol.ERROR and replies["unknown"][1]["code"] == protocol.UNKNOWN_TYPE
+    assert replies["reset"] == (protocol.RESET, {"ok": True})
