@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Sets up vlart in ./.venv: torch first (the pinned CPU wheel, so nothing pulls a multi-GB CUDA build), then the
-# project with the extras given (default: policy,plot,sim,websocket,test,real2sim), then, for the simulator, a Vulkan
-# driver.
+# project with the extras given (default: policy,plot,sim,websocket,ray,test,real2sim), then, for the simulator, a
+# Vulkan driver.
 # `real2sim` is not a pip extra: it builds the second environment, .venv-real2sim, where SIMPLER's Google-robot tasks
 # run (the original SimplerEnv: SAPIEN 2.2.2 and numpy < 2, which cannot share .venv with ManiSkill3).
-#   ./setup.sh                 # everything: policy, plots, SIMPLER (both robots), websocket endpoints, tests
+#   ./setup.sh                 # everything: policy, plots, SIMPLER (both robots), websocket endpoints, Ray
+#                              # sweeps, tests
 #   ./setup.sh policy          # the policy only
 # Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0), REAL2SIM_PYTHON (default python3.11),
 # REAL2SIM_SOURCE (ManiSkill2_real2sim's source: default the pack beside this checkout, ../shared/simpler_real2sim,
 # else its public repository at the pinned commit).
 set -euo pipefail
 cd "$(dirname "$0")"
-extras="${1:-policy,plot,sim,websocket,test,real2sim}"
+extras="${1:-policy,plot,sim,websocket,ray,test,real2sim}"
 python="${PYTHON:-python3}"
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 

@@ -239,37 +239,62 @@ def run_episode(task: Any, policy: Any, job: EpisodeJob, config: EvalConfig,
     return record
 
 
+class EpisodeWorker:
+    """One worker's policy connection (``endpoint``: a server's; None: the policy loaded here) and its simulators,
+    one per task, built on first use and rebuilt after an episode fails (its state is then unknown). Episodes run one
+    after another; which ones share a simulator, and in what order, is the caller's deal."""
+
+    def __init__(self, config: EvalConfig, endpoint: Optional[str]) -> None:
+        self.config = config
+        self.policy = RemotePolicy(endpoint, config.step_timeout_s) if endpoint else LocalPolicy(config)
+        self.video_dir = config.out / "videos" if config.video else None
+        self.tasks: dict[str, Any] = {}
+
+    def prepare(self, job: EpisodeJob, emit: Callable[[str], None] = lambda stage: None) -> Optional[EpisodeRecord]:
+        """Build ``job``'s simulator unless it is built (``emit("building")`` first); a failed record if it cannot
+        be built, else None."""
+        from envs.tasks import make_task
+
+        if job.task in self.tasks:
+            return None
+        emit("building")
+        try:
+            self.tasks[job.task] = make_task(TASKS[job.task], grid=self.config.grid)
+        except Exception as exc:  # the environment could not even be built
+            traceback.print_exc()
+            return EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
+        return None
+
+    def run(self, job: EpisodeJob, emit: Callable[[str], None] = lambda stage: None) -> EpisodeRecord:
+        """One episode's record; ``emit("building")`` before a simulator is built, ``emit("start")`` before the
+        episode runs."""
+        failed = self.prepare(job, emit)
+        if failed is not None:
+            return failed
+        emit("start")
+        record = run_episode(self.tasks[job.task], self.policy, job, self.config, self.video_dir)
+        if record.failure is not None:
+            self.tasks.pop(job.task).close()
+        return record
+
+    def close(self) -> None:
+        for task in self.tasks.values():
+            task.close()
+        self.tasks.clear()
+
+
 def serve_jobs(worker_id: int, config: EvalConfig, endpoint: Optional[str],
                next_job: Callable[[], Optional[EpisodeJob]],
                emit: Callable[[tuple[str, int, Any, float]], None]) -> None:
     """A worker's life: connect to the policy, then run the jobs ``next_job`` hands out (None: no more), reporting
-    each through ``emit`` as (kind, worker_id, payload, monotonic time). A simulator is built per task on first use and
-    rebuilt after an episode fails (its state is then unknown)."""
-    from envs.tasks import make_task
-
-    policy = RemotePolicy(endpoint, config.step_timeout_s) if endpoint else LocalPolicy(config)
-    emit(("model_config", worker_id, policy.model_config, time.monotonic()))
-    video_dir = config.out / "videos" if config.video else None
-    tasks: dict[str, Any] = {}
+    each through ``emit`` as (kind, worker_id, payload, monotonic time)."""
+    worker = EpisodeWorker(config, endpoint)
+    emit(("model_config", worker_id, worker.policy.model_config, time.monotonic()))
     while True:
         job = next_job()
         if job is None:
             break
-        record = None
-        if job.task not in tasks:
-            emit(("building", worker_id, job, time.monotonic()))
-            try:
-                tasks[job.task] = make_task(TASKS[job.task], grid=config.grid)
-            except Exception as exc:  # the environment could not even be built
-                traceback.print_exc()
-                record = EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
-        if record is None:
-            emit(("start", worker_id, job, time.monotonic()))
-            record = run_episode(tasks[job.task], policy, job, config, video_dir)
-        if record.failure is not None:
-            failed = tasks.pop(job.task, None)
-            if failed is not None:
-                failed.close()
+        record = worker.run(job, lambda stage: emit((stage, worker_id, job, time.monotonic())))
         emit(("done", worker_id, record, time.monotonic()))
 
 
@@ -349,7 +374,7 @@ class _Watch(NamedTuple):
     what: str
 
 
-def _episode_timeout(config: EvalConfig, job: EpisodeJob) -> float:
+def episode_timeout(config: EvalConfig, job: EpisodeJob) -> float:
     if config.episode_timeout_s is not None:
         return config.episode_timeout_s
     return 120.0 + job.max_steps * (config.step_timeout_s + 10.0)
@@ -414,7 +439,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
                 elif kind == "building":
                     running[worker_id] = _Watch(payload, stamp, SIM_BUILD_TIMEOUT_S, "simulator build")
                 elif kind == "start":
-                    running[worker_id] = _Watch(payload, stamp, _episode_timeout(config, payload), "episode")
+                    running[worker_id] = _Watch(payload, stamp, episode_timeout(config, payload), "episode")
                 else:
                     running.pop(worker_id, None)
                     finish(payload)

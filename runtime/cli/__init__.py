@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
-from runtime.cli import data, evaluation, policy, robot, serving
+from runtime.cli import data, evaluation, policy, robot, serving, sweep
 
 # No code path may reach a model hub: everything is built from configs or read from local files.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     chatter.add_argument("--debug", action="store_true",
                          help="log everything (DEBUG) and print the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (policy, serving, robot, evaluation, data):
+    for group in (policy, serving, robot, evaluation, sweep, data):
         group.register(commands)
     return parser
 
