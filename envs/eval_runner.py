@@ -250,6 +250,11 @@ class EpisodeWorker:
         self.video_dir = config.out / "videos" if config.video else None
         self.tasks: dict[str, Any] = {}
 
+    @property
+    def model_config(self) -> Optional[dict[str, Any]]:
+        """The policy's resolved config (what the server's hello announces)."""
+        return self.policy.model_config
+
     def prepare(self, job: EpisodeJob, emit: Callable[[str], None] = lambda stage: None) -> Optional[EpisodeRecord]:
         """Build ``job``'s simulator unless it is built (``emit("building")`` first); a failed record if it cannot
         be built, else None."""
@@ -289,7 +294,7 @@ def serve_jobs(worker_id: int, config: EvalConfig, endpoint: Optional[str],
     """A worker's life: connect to the policy, then run the jobs ``next_job`` hands out (None: no more), reporting
     each through ``emit`` as (kind, worker_id, payload, monotonic time)."""
     worker = EpisodeWorker(config, endpoint)
-    emit(("model_config", worker_id, worker.policy.model_config, time.monotonic()))
+    emit(("model_config", worker_id, worker.model_config, time.monotonic()))
     while True:
         job = next_job()
         if job is None:

@@ -9,7 +9,8 @@ Parent and child speak JSON lines over the child's stdin/stdout (its own stdout 
 simulator prints cannot corrupt them): the parent sends the run's settings; the child asks for each job ("next"),
 gets one (or null: no more), and reports what ``serve_jobs`` emits. A job is handed out only when asked for, so one
 that a dead worker never started goes to its replacement. ``Real2SimWorkerProcess`` gives the parent the part of
-``multiprocessing.Process`` that ``run_eval`` watches (``is_alive``, ``exitcode``, ``kill``, ``join``).
+``multiprocessing.Process`` that ``run_eval`` watches (``is_alive``, ``exitcode``, ``kill``, ``join``);
+``Real2SimEpisodeWorker`` drives one job at a time, as ``vlart sweep``'s episode actors do.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import queue
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -141,3 +144,53 @@ class Real2SimWorkerProcess:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
+
+
+class Real2SimEpisodeWorker:
+    """``envs.eval_runner.EpisodeWorker``'s interface (``prepare``, ``run``, ``close``, ``model_config``) over one
+    worker in the SimplerEnv interpreter, handed one job at a time (``vlart sweep``'s episode actors). A worker that
+    dies raises ``RuntimeError`` with its exit code."""
+
+    def __init__(self, config: EvalConfig, endpoint: Optional[str], start_timeout_s: float = 300.0) -> None:
+        self.jobs: "queue.Queue[Optional[EpisodeJob]]" = queue.Queue()
+        self.results: "queue.Queue[tuple[str, int, Any, float]]" = queue.Queue()
+        self.process = Real2SimWorkerProcess(0, config, endpoint, self.jobs, self.results)
+        self.process.start()
+        self.pending: Optional[EpisodeJob] = None  # handed out, its simulator built, the episode not yet reported
+        self.model_config = self._report(("model_config",), start_timeout_s)[1]
+
+    def _report(self, kinds: tuple[str, ...], timeout_s: Optional[float] = None) -> tuple[str, Any]:
+        """The worker's next report of one of ``kinds`` (others skipped)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                kind, _, payload, _ = self.results.get(timeout=0.5)
+            except queue.Empty:
+                if not self.process.is_alive() and self.results.empty():
+                    raise RuntimeError(f"the SimplerEnv worker died (exit code {self.process.exitcode})") from None
+                continue
+            if kind in kinds:
+                return kind, payload
+        raise RuntimeError(f"the SimplerEnv worker sent no {'/'.join(kinds)} within {timeout_s} s")
+
+    def prepare(self, job: EpisodeJob) -> Optional[EpisodeRecord]:
+        """Hand ``job`` to the worker and wait until its simulator is built: None, or the record of a failed build."""
+        self.jobs.put(job)
+        kind, payload = self._report(("start", "done"))
+        if kind == "done":
+            return payload
+        self.pending = job
+        return None
+
+    def run(self, job: EpisodeJob) -> EpisodeRecord:
+        if self.pending != job:
+            failed = self.prepare(job)
+            if failed is not None:
+                return failed
+        self.pending = None
+        return self._report(("done",))[1]
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.process.join(10)
+        self.process.kill()

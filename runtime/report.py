@@ -65,6 +65,9 @@ def plot_success(table: list[dict[str, Any]], path: Path) -> None:
     high = [100 * row["success_final"]["ci95"][1] - rate for rate, row in zip(rates, table)]
     figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(table) + 2), 4.2))
     axis.bar(range(len(table)), rates, yerr=[low, high], capsize=4, color="#4c78a8")
+    for index, row in enumerate(table):
+        axis.annotate(f"{row['success_final']['successes']}/{row['episodes']}", (index, rates[index]),
+                      textcoords="offset points", xytext=(8, 3), fontsize=8)
     axis.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
     axis.set(ylabel="success (final step), %", ylim=(0, 100),
              title="Success by cell, with 95% Wilson intervals")
@@ -90,8 +93,9 @@ def plot_latency(result: dict[str, Any], path: Path) -> bool:
     for axis, stat in zip(axes, ("p50", "p95")):
         axis.boxplot([values or [float("nan")] for values in series[stat]])
         axis.set_xticks(range(1, len(cells) + 1), cells, rotation=30, ha="right", fontsize=8)
-        axis.set(title=f"policy latency per step: each episode's {stat}", ylabel="ms")
+        axis.set(title=f"each episode's {stat}", ylabel="ms")
         axis.grid(axis="y", alpha=0.3)
+    figure.suptitle("Policy latency per step, by cell")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -178,7 +182,7 @@ def html_page(result: dict[str, Any], table: list[dict[str, Any]], failed: list[
                        for cell, entry in result["cells"].items())
     yaml_text = e(result.get("provenance", {}).get("sweep_yaml", ""))
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,td:nth-child(2){"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}td:first-child,td:nth-child(2){"
              "text-align:left}th{background:#eee}img{max-width:100%}pre{background:#f6f6f6;padding:8px}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep {e(result['sweep'])}</title>"
             f"<style>{style}</style></head><body><h1>Sweep {e(result['sweep'])}</h1>"

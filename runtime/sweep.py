@@ -8,7 +8,8 @@ the sweep runs on that cluster. Two kinds of actor, placed by the YAML's ``resou
   last cell is done (cells are ordered so that those sharing a server run together);
 - **episode workers** (``parallel`` of them): each runs the episodes of one shard at a time through
   ``envs.eval_runner.EpisodeWorker``, the code of a ``vlart eval`` worker, reaching its server through the thin
-  client (or, with ``via: inproc``, loading the policy itself).
+  client (or, with ``via: inproc``, loading the policy itself); for the Google-robot tasks through a worker in
+  SimplerEnv's interpreter (``envs.real2sim_workers.Real2SimEpisodeWorker``), as ``vlart eval`` runs them.
 
 A cell's episodes are dealt to ``workers`` shards as ``vlart eval --workers`` deals them (episode i to shard i mod
 workers, in order, each shard on fresh simulators), so an episode's outcome is the one ``vlart eval`` gives for the
@@ -45,7 +46,8 @@ log = logging.getLogger("vlart.sweep")
 REPO = Path(__file__).resolve().parents[1]
 # The driver's settings that the actors need (assets, rendering, offline model files); a cluster's nodes must have
 # the same paths.
-PASSED_ENV = ("MS_ASSET_DIR", "MS2_REAL2SIM_ASSET_DIR", "VK_ICD_FILENAMES", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PASSED_ENV = ("MS_ASSET_DIR", "MS2_REAL2SIM_ASSET_DIR", "VK_ICD_FILENAMES", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+              "VLART_REAL2SIM_PYTHON")
 OBJECT_STORE_BYTES = 256 * 2**20  # episodes pass small records, never frames
 
 
@@ -88,23 +90,36 @@ class EpisodeActor:
 
         torch.set_num_threads(threads)
         self.worker: Any = None
+        self.start_error = "no shard started"
 
     def start_shard(self, config: EvalConfig, endpoint: Optional[str]) -> Optional[dict[str, Any]]:
-        """Connect to ``endpoint`` (None: load the policy here); returns the model config its hello announces."""
+        """Connect to ``endpoint`` (None: load the policy here); returns the model config its hello announces. The
+        Google-robot tasks run in a worker of SimplerEnv's interpreter, as in vlart eval."""
         from envs.eval_runner import EpisodeWorker
+        from envs.real2sim_workers import Real2SimEpisodeWorker
 
         if self.worker is not None:
             self.worker.close()
             self.worker = None
-        self.worker = EpisodeWorker(config, endpoint)
-        return self.worker.policy.model_config
+        worker_type = Real2SimEpisodeWorker if suite_backend(config) == "real2sim" else EpisodeWorker
+        try:
+            self.worker = worker_type(config, endpoint)
+        except Exception as exc:
+            self.start_error = f"{type(exc).__name__}: {exc}"
+            raise
+        return self.worker.model_config
+
+    def _started(self) -> Any:
+        if self.worker is None:  # the episodes of a worker that could not connect fail with the reason
+            raise RuntimeError(f"the episode worker did not start: {self.start_error}")
+        return self.worker
 
     def prepare(self, job: EpisodeJob) -> Optional[EpisodeRecord]:
         """Build the job's simulator if due (a failed record if it cannot be); its own watchdog, as in vlart eval."""
-        return self.worker.prepare(job)
+        return self._started().prepare(job)
 
     def run(self, job: EpisodeJob) -> EpisodeRecord:
-        return self.worker.run(job)
+        return self._started().run(job)
 
 
 @dataclass
@@ -146,9 +161,10 @@ def plan_sweep(config: SweepConfig, out: Path, store: EpisodeStore) -> SweepPlan
     cells = []
     for cell in config.cells(out):
         eval_config = with_task_conventions(cell.eval_config)
-        if suite_backend(eval_config) != "maniskill3":
-            raise ValueError(f"suite: cell {cell.name} has Google-robot tasks, which run in SimplerEnv's own "
-                             "interpreter; vlart sweep runs the ManiSkill3 (Bridge) tasks, vlart eval the others")
+        try:
+            suite_backend(eval_config)  # one simulator per cell; the Google robot only through a server
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"cell {cell.name}: {exc}") from None
         cells.append(Cell(cell.name, cell.values, eval_config))
     order = list(dict.fromkeys(cell.server_key for cell in cells))
     cells.sort(key=lambda cell: order.index(cell.server_key))
@@ -230,10 +246,18 @@ class SweepRunner:
         handle = self.servers.get(cell.server_key)
         if handle is None:
             host = None if self.address else "127.0.0.1"
+            max_batch = cell.eval_config.max_batch or self.pool_size  # default: a row for every episode worker
             actor = ray.remote(PolicyServerActor).options(**self._options("server")).remote(
-                cell.eval_config, host, self.pool_size, self._threads("server"))
-            handle = ServerHandle(actor, ray.get(actor.endpoint.remote()),
-                                  self.plan.server_shards[cell.server_key])
+                cell.eval_config, host, max_batch, self._threads("server"))
+            from ray.exceptions import RayError
+
+            try:
+                endpoint = ray.get(actor.endpoint.remote())
+            except RayError as exc:  # a model or preset that cannot load: every cell of it would fail alike
+                raise RuntimeError(f"cell {cell.name}: the policy server ({cell.eval_config.model}, preset "
+                                   f"{cell.eval_config.preset or 'baseline'}) did not start: "
+                                   f"{str(exc).strip().splitlines()[-1]}") from None
+            handle = ServerHandle(actor, endpoint, self.plan.server_shards[cell.server_key])
             self.servers[cell.server_key] = handle
             log.info("policy server for %s at %s", cell.name, handle.endpoint)
         return handle.endpoint
@@ -244,7 +268,7 @@ class SweepRunner:
         handle = self.servers[shard.cell.server_key]
         handle.shards_left -= 1
         if handle.shards_left == 0:
-            self.counters[shard.cell.name] = ray.get(handle.actor.counters.remote())
+            self.counters[server_label(shard.cell)] = ray.get(handle.actor.counters.remote())
             ray.kill(handle.actor)
             del self.servers[shard.cell.server_key]
 
@@ -294,12 +318,12 @@ class SweepRunner:
         started = time.perf_counter()
         owns_ray = not ray.is_initialized()
         if owns_ray:
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "runtime_env": {"env_vars": _actor_env()}}
+            options: dict[str, Any] = {"log_to_driver": False, "runtime_env": {"env_vars": _actor_env()}}
             if self.address:
                 ray.init(address=self.address, **options)
             else:
-                ray.init(num_cpus=os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, **options)
+                ray.init(num_cpus=os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
+                         **options)
         self.bar = tqdm(total=self.plan.total, initial=self.plan.done, desc=f"sweep {self.config.name}",
                         unit="episode", disable=not progress, file=sys.stderr)
         try:
@@ -372,10 +396,16 @@ class SweepRunner:
         }, model_configs)
 
 
+def server_label(cell: Cell) -> str:
+    """A policy server's name in results.json: its model and preset."""
+    return f"{cell.eval_config.model} / {cell.eval_config.preset or 'baseline'}"
+
+
 def cell_settings(cell: Cell) -> dict[str, Any]:
     c = cell.eval_config
     return {"suite": c.suite, "model": c.model, "preset": c.preset or "baseline", "plan": c.plan, "via": c.via,
             "overrides": c.overrides, "unnorm_key": c.unnorm_key, "seed": c.seed, "grid": c.grid,
+            "max_batch": c.max_batch, "batch_wait_ms": c.batch_wait_ms,
             "episodes": c.episodes, "max_steps": c.max_steps, "workers": c.workers,
             "timing": c.timing.describe({}), "budget": c.budget}
 

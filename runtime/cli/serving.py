@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         budget = LatencyBudget(load_budget(args.budget))
     max_message_bytes = int(args.max_message_mb * 2**20)
-    # A websocket endpoint forwards to the ZeroMQ server inside this process, over the in-process transport.
+    # Behind a websocket endpoint the server takes requests in process (submit); its ZeroMQ side stays private.
     server = PolicyServer(policy, bind=f"inproc://vlart-policy-{os.getpid()}" if websocket else bind, curve=curve,
                           max_message_bytes=max_message_bytes, budget=budget, max_batch=args.max_batch,
                           batch_wait_ms=args.batch_wait_ms)

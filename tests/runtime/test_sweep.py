@@ -167,8 +167,14 @@ def test_smoke_sweep_on_local_ray_matches_vlart_eval_and_resumes_with_nothing_to
     cell = result["cells"]["preset=cache-only"]
     assert cell["tasks"][SPOON]["episodes"] == 2 and cell["tasks"][SPOON]["success_final"]["ci95"] == [0.0, 0.6576]
     assert cell["model_config"]["name"] == "cogact-tiny" and cell["settings"]["preset"] == "cache-only"
-    assert result["run"]["server_counters"]["preset=cache-only"]["inferences"] == 16
+    assert result["run"]["server_counters"]["cogact-tiny / cache-only"]["inferences"] == 16
     assert json.loads((out / "results.json").read_text())["episodes"] == episodes
+    from runtime.cli import main
+
+    assert main(["report", str(out)]) == 0  # the report of a real sweep: its videos linked relative to it
+    md = (out / "report.md").read_text()
+    assert "| preset=cache-only | simpler/widowx_spoon_on_towel | 2 | 0 | 0.0% [0.0, 65.8]" in md
+    assert "[video](cells/preset=baseline/videos/" in md
 
     # The same cell through vlart eval with the policy in process: the same episodes, step for step.
     cells = {c.name: c for c in config.cells(out)}
@@ -254,3 +260,70 @@ parallel: 1
     assert by_id[0]["failure"] == "timeout: no result after 30 s (episode watchdog)" and by_id[0]["attempt"] == 2
     assert by_id[1]["failure"] is None and by_id[1]["steps"] == 3
     assert result["run"]["replaced_workers"] == 2 and result["run"]["retried"] == 1
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_sweep_on_a_two_node_cluster_places_server_and_episodes_by_resources(simpler_assets, tmp_path):
+    """Two Ray nodes on this machine (a head and a second node, as `ray start --head` and `ray start --address`
+    make them; Ray's own test cluster), one CPU each: the server actor takes one node's CPU, the episode worker the
+    other's, and reaches the server at its node's address."""
+    from ray.cluster_utils import Cluster
+
+    from runtime.sweep import run_sweep
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        config = parse_sweep(f"""name: two-nodes
+suite: {SPOON}
+model: cogact-tiny
+episodes: 1
+max_steps: 3
+video: false
+resources: {{server: {{num_cpus: 1}}, episode: {{num_cpus: 1}}}}
+""")
+        result = run_sweep(config, tmp_path / "sweep", address=cluster.address, progress=False)
+    finally:
+        cluster.shutdown()
+    assert result["run"]["ray"]["nodes"] == 2 and result["run"]["ray"]["resources"]["CPU"] == 2.0
+    (episode,) = result["episodes"]
+    assert episode["failure"] is None and episode["steps"] == 3
+    assert result["run"]["server_counters"]["cogact-tiny / baseline"]["inferences"] == 3
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_load_stops_the_sweep_naming_the_cell(tmp_path, capsys):
+    from runtime.cli import main
+
+    sweep = tmp_path / "bad.yaml"
+    sweep.write_text(f"suite: {SPOON}\nmodel: {tmp_path / 'no-such-model'}\nepisodes: 1\nparallel: 1\n"
+                     "resources: {server: {num_cpus: 0}}\n")
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "vlart sweep: error: cell bad: the policy server" in error and "did not start" in error
+    assert "no-such-model" in error
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_google_robot_cell_runs_in_simplerenvs_interpreter(real2sim_assets, tmp_path):
+    """A Google-robot task's episodes run in a worker of SimplerEnv's interpreter inside the episode actor, against
+    a server with the Google robot's conventions, as vlart eval runs them."""
+    from runtime.sweep import run_sweep
+
+    config = parse_sweep("""name: google
+suite: simpler/google_pick_coke_can
+model: cogact-tiny
+episodes: 2
+max_steps: 4
+video: false
+parallel: 1
+resources: {server: {num_cpus: 0}, episode: {num_cpus: 1}}
+""")
+    result = run_sweep(config, tmp_path / "sweep", progress=False)
+    assert [(e["episode_id"], e["failure"], e["steps"]) for e in result["episodes"]] == [(0, None, 4), (1, None, 4)]
+    assert result["episodes"][0]["instruction"] == "pick coke can"
+    served = result["cells"]["google"]["model_config"]["actions"]
+    assert served["unnorm_key"] == "fractal20220817_data" and served["ensemble_horizon"] == 2
