@@ -322,8 +322,10 @@ class SweepRunner:
             if self.address:
                 ray.init(address=self.address, **options)
             else:
+                # Ray runs its workers at nice 15 by default; here they do the sweep's work (simulators, the
+                # policy), so they get the priority vlart eval's workers have.
                 ray.init(num_cpus=os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-                         **options)
+                         _system_config={"worker_niceness": 0}, **options)
         self.bar = tqdm(total=self.plan.total, initial=self.plan.done, desc=f"sweep {self.config.name}",
                         unit="episode", disable=not progress, file=sys.stderr)
         try:

@@ -272,7 +272,8 @@ def test_a_sweep_on_a_two_node_cluster_places_server_and_episodes_by_resources(s
 
     from runtime.sweep import run_sweep
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "_system_config": {"worker_niceness": 0}})
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
