@@ -1,7 +1,9 @@
 """Object placements around, and never on, a SIMPLER task's official episode grid.
 
 The source and target objects get positions drawn uniformly from the official positions' bounding box widened by
-``MARGIN``, rejected if within ``MIN_POSITION_GAP`` of any official position of that object; the source object gets
+``MARGIN``, rejected if within ``MIN_POSITION_GAP`` of any official position of that object; an object the official
+grid never moves stays where it is (the eggplant task's target is an invisible plane marking the basket, which is
+part of the scene: moving the plane would move the goal away from the basket); the source object gets
 a yaw turn of 5 to 30 degrees (either sign) on top of an official orientation, rejected if it lands within
 ``MIN_YAW_GAP`` of any official orientation. ``vlart demos`` trains on such placements and ``vlart eval`` with the
 held-out grid tests on them, so choices made on the official grid (the test set) can be checked elsewhere.
@@ -57,6 +59,9 @@ class PlacementSampler:
         xyz = np.empty((objects, 3))
         for i in range(objects):
             official = self.official_xyz[:, i]
+            if np.ptp(official[:, :2], axis=0).max() == 0:
+                xyz[i] = official[0]
+                continue
             low, high = official[:, :2].min(0) - MARGIN, official[:, :2].max(0) + MARGIN
             while True:
                 xy = rng.uniform(low, high)

@@ -74,6 +74,7 @@ class SimTask:
             self.placements = PlacementSampler(unwrapped.xyz_configs.cpu().numpy().astype(np.float64),
                                                unwrapped.quat_configs.cpu().numpy().astype(np.float64))
         self.instruction = spec.instruction or ""
+        self._home_qpos = None  # the arm's joint positions after a reset (bridge tasks), recorded at the first one
 
     def _observation(self, obs: dict) -> Observation:
         frame = obs["sensor_data"][self.spec.camera]["rgb"][0].cpu().numpy()
@@ -92,11 +93,34 @@ class SimTask:
             assert self.placements is not None
             self.place(self.placements.heldout(episode_id, seed))
         options = {"episode_id": episode_id} if self.spec.grid_size is not None else {}
+        self._clear_previous_episode()
         obs, _ = self.env.reset(seed=seed, options=options)
+        if self.spec.simpler and self._home_qpos is None:
+            self._home_qpos = self.env.unwrapped.agent.robot.get_qpos().clone()
         if self.spec.instruction is None:
             self.instruction = self.env.unwrapped.get_language_instruction()[0]
         self.adapter.reset()
         return self._observation(obs)
+
+    def _clear_previous_episode(self) -> None:
+        """Send the arm home and stop every object before a bridge task's reset, as a new environment starts.
+
+        ManiSkill's bridge reset places the objects and lets them settle with the arm still where the last episode
+        left it, and only then moves the arm home; it keeps the objects' velocities. An arm left above the eggplant
+        task's basket (after a success) catches the invisible plane that marks the goal as it drops into the basket,
+        tilting it so the next episode cannot succeed. ManiSkill evaluates each episode in its own fresh environment.
+        """
+        if self._home_qpos is None:
+            return
+        import torch
+
+        unwrapped = self.env.unwrapped
+        robot = unwrapped.agent.robot
+        unwrapped.agent.reset(self._home_qpos)
+        robot.set_joint_drive_targets(self._home_qpos, joints=robot.get_active_joints())
+        for actor in unwrapped.objs.values():
+            actor.set_linear_velocity(torch.zeros(3))
+            actor.set_angular_velocity(torch.zeros(3))
 
     def step(self, policy_action: np.ndarray) -> StepResult:
         import torch

@@ -3,8 +3,9 @@
 The whole model is trained end to end (as CogACT fine-tunes everything) on the action objective only: images go
 through CogACT's augmentation, the LLM's cognition feature conditions the DiT, and the DiT learns to predict the
 noise of normalised action chunks (``policies.training.objective``). AdamW with gradient clipping; checkpoints in
-vlart's format every ``checkpoint_every`` steps, with the optimizer and random states so a run resumes exactly where
-it stopped; the loss goes to ``loss.csv`` and ``loss.png``. The same code runs on a GPU (``--device cuda``).
+vlart's format every ``checkpoint_every`` steps (and kept ones every ``keep_every`` steps), with the optimizer and random states so a run resumes exactly where
+it stopped; the loss goes to ``loss.csv`` and ``loss.png``. With ``val_data`` (demonstrations of other placements),
+each checkpoint also measures the sampled chunks' error on held-out frames (``val.csv``, on the plot). The same code runs on a GPU (``--device cuda``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class TrainConfig:
     repeats: int = 4  # CogACT's repeated_diffusion_steps (8 in its release); each sample gets this many noise draws
     grad_clip: float = 1.0
     checkpoint_every: int = 200
+    # > 0: also keep the weights of every keep_every-th step in step_NNNNNN/ (latest/ is overwritten), so that the
+    # step to ship can be chosen afterwards on held-out episodes
+    keep_every: int = 0
     augment: bool = True
     seed: int = 0
     # bfloat16: autocast mixed precision as CogACT trains (weights and optimizer stay float32); about 1.7x faster
@@ -56,10 +60,13 @@ class TrainConfig:
     # > 0: add this times the MSE of a linear regression of the chunk from the cognition feature (objective.py's
     # CognitionRegressor); for models trained from scratch, whose DiT otherwise ignores the cognition feature
     aux_weight: float = 0.0
+    val_samples: int = 256  # held-out frames scored at each checkpoint when train() is given val_data
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.repeats < 1 or self.checkpoint_every < 1:
             raise ValueError("--steps, --batch, --repeats and --checkpoint-every must be >= 1")
+        if self.keep_every < 0:
+            raise ValueError("--keep-every must be >= 0 (0: keep only the latest checkpoint)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in ("constant", "cosine"):
@@ -68,6 +75,8 @@ class TrainConfig:
             raise ValueError("--warmup-steps must be >= 0")
         if self.aux_weight < 0:
             raise ValueError("--aux-weight must be >= 0")
+        if self.val_samples < 1:
+            raise ValueError("--val-samples must be >= 1")
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of the update that makes step ``step + 1`` (0-based ``step``)."""
@@ -111,7 +120,29 @@ def _build(model: str, data_dir: Path, overrides: Optional[list[str]], device: O
     return build_policy(config, device=device)
 
 
-def _plot(losses: list[tuple[int, float, float]], path: Path, with_aux: bool) -> None:
+class HeldOutFrames:
+    """A fixed draw of ``count`` frames from held-out demonstrations, scored by the mean squared error between the
+    chunks the policy samples for them (seed 0, its inference crop, CFG) and the expert's chunks, both normalised:
+    how far the policy's actions are from the expert's on placements it never trained on (a zero chunk scores the
+    mean square of the normalised actions)."""
+
+    def __init__(self, data_dir: Path, statistics: Any, chunk_length: int, count: int, batch: int = 64) -> None:
+        dataset = DemoDataset(data_dir, statistics, chunk_length)
+        picked = dataset.sample(count, np.random.default_rng(12345))
+        self.images, self.instructions, self.actions = picked.images, picked.instructions, picked.actions
+        self.batch = batch
+
+    def action_mse(self, policy: Any) -> float:
+        errors = []
+        for start in range(0, len(self.images), self.batch):
+            stop = start + self.batch
+            sampled = policy.sample_normalized(list(self.images[start:stop]), self.instructions[start:stop], seed=0)
+            errors.append(((sampled.float().cpu().numpy() - self.actions[start:stop]) ** 2).mean(axis=(1, 2)))
+        return float(np.concatenate(errors).mean())
+
+
+def _plot(losses: list[tuple[int, float, float]], path: Path, with_aux: bool,
+          validation: Optional[list[tuple[int, float]]] = None) -> None:
     try:
         import matplotlib
     except ImportError:
@@ -128,6 +159,8 @@ def _plot(losses: list[tuple[int, float, float]], path: Path, with_aux: bool) ->
     if with_aux:
         aux = np.convolve([row[2] for row in losses], np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], aux, label=f"auxiliary regression MSE, mean of {window}")
+    if validation:
+        ax.plot(*zip(*validation), "o-", label="held-out frames: sampled chunk MSE")
     ax.set_xlabel("step")
     ax.set_ylabel("MSE")
     ax.set_yscale("log")
@@ -138,7 +171,9 @@ def _plot(losses: list[tuple[int, float, float]], path: Path, with_aux: bool) ->
 
 
 def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-          overrides: Optional[list[str]] = None, device: Optional[str] = None, progress: bool = True) -> dict[str, Any]:
+          overrides: Optional[list[str]] = None, device: Optional[str] = None, progress: bool = True,
+          val_data: Optional[str | Path] = None) -> dict[str, Any]:
+    """Train (or resume) a policy on ``data_dir``; ``val_data``: demonstrations to score each checkpoint on."""
     from tqdm import tqdm
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -149,6 +184,8 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
     statistics = select_statistics(read_statistics_file(data_dir / "dataset_statistics.json"), _dataset_key(data_dir),
                                    policy.config.action_head.action_dim)
     dataset = DemoDataset(data_dir, statistics, policy.config.action_head.chunk_length)
+    held_out = (HeldOutFrames(Path(val_data), statistics, policy.config.action_head.chunk_length, config.val_samples)
+                if val_data is not None else None)
     # the policy learns only from crops of CROP_AREA of each frame, so when it acts it is shown the central crop
     policy.config.vision.inference_crop_area = CROP_AREA if config.augment else 1.0
     trainable = [p for p in policy.parameters() if p.requires_grad]  # front ends freeze what their method freezes
@@ -161,7 +198,7 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
                                   lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    step, losses, elapsed_before = 0, [], 0.0
+    step, losses, validation, elapsed_before = 0, [], [], 0.0
     if resuming:
         state = torch.load(state_path, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
@@ -169,7 +206,7 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
             regressor.load_state_dict(state["regressor"])
         rng.bit_generator.state = state["rng"]
         generator.set_state(state["generator"])
-        step, losses = state["step"], state["losses"]
+        step, losses, validation = state["step"], state["losses"], state.get("validation", [])
         elapsed_before = state.get("elapsed_s", 0.0)
         changed = {k: (v, getattr(config, k)) for k, v in state["config"].items() if getattr(config, k, v) != v}
         if changed:  # a deliberate change (e.g. switching to cosine decay) is allowed, but it must show in the log
@@ -185,15 +222,21 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
         return elapsed_before + time.perf_counter() - started
 
     def checkpoint() -> None:
+        if held_out is not None and (not validation or validation[-1][0] != step):
+            policy.eval()
+            validation.append((step, round(held_out.action_mse(policy), 6)))
+            policy.train()
+            with (out_dir / "val.csv").open("w", newline="") as file:
+                csv.writer(file).writerows([("step", "val_action_mse"), *validation])
         save_pretrained(policy, out_dir / LATEST)
         torch.save({"optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
-                    "generator": generator.get_state(), "step": step, "losses": losses,
+                    "generator": generator.get_state(), "step": step, "losses": losses, "validation": validation,
                     "regressor": regressor.state_dict() if regressor is not None else None,
                     "config": asdict(config), "elapsed_s": elapsed()}, state_path)
         with (out_dir / "loss.csv").open("w", newline="") as file:
             header = ("step", "loss", "aux_loss") if regressor is not None else ("step", "loss")
             csv.writer(file).writerows([header, *[row[: len(header)] for row in losses]])
-        _plot(losses, out_dir / "loss.png", regressor is not None)
+        _plot(losses, out_dir / "loss.png", regressor is not None, validation)
 
     while step < config.steps:
         batch = dataset.sample(config.batch, rng)
@@ -215,10 +258,13 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
         bar.set_postfix_str(f"loss {loss.item():.4f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
             checkpoint()
+        if config.keep_every and step % config.keep_every == 0:
+            save_pretrained(policy, out_dir / f"step_{step:06d}")
     bar.close()
     policy.eval()
     summary = {"steps": step, "final_loss": float(np.mean([row[1] for row in losses[-20:]])), "samples": len(dataset),
                "episodes": len(dataset.episodes), "wall_time_s": round(elapsed(), 1),
-               "checkpoint": str(out_dir / LATEST), "config": asdict(config)}
+               "checkpoint": str(out_dir / LATEST), "config": asdict(config),
+               "validation": [{"step": s, "val_action_mse": v} for s, v in validation]}
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -24,10 +24,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from policies.training.trainer import TrainConfig, train
 
     config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, repeats=args.repeats,
-                         checkpoint_every=args.checkpoint_every, augment=not args.no_augment, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, keep_every=args.keep_every, augment=not args.no_augment, seed=args.seed,
                          precision=args.precision, warmup_steps=args.warmup_steps, schedule=args.schedule,
-                         aux_weight=args.aux_weight)
-    summary = train(args.model, args.data, args.out, config, overrides=args.set, device=args.device)
+                         aux_weight=args.aux_weight, val_samples=args.val_samples)
+    summary = train(args.model, args.data, args.out, config, overrides=args.set, device=args.device,
+                    val_data=args.val_data)
     print(f"trained {summary['steps']} steps on {summary['episodes']} episodes ({summary['samples']} samples) in "
           f"{summary['wall_time_s']:.0f} s; final loss {summary['final_loss']:.4f}; checkpoint {summary['checkpoint']}")
     return 0
@@ -55,6 +56,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--lr", type=float, default=1e-4)
     training.add_argument("--repeats", type=int, default=4, help="noise draws per sample (CogACT: 8)")
     training.add_argument("--checkpoint-every", type=int, default=200)
+    training.add_argument("--keep-every", type=int, default=0,
+                          help="also keep the weights of every N-th step in OUT/step_NNNNNN (for choosing the step "
+                               "on held-out episodes; default 0: only OUT/latest)")
     training.add_argument("--no-augment", action="store_true")
     training.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
                           help="bfloat16: autocast mixed precision (float32 weights)")
@@ -63,6 +67,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--aux-weight", type=float, default=0.0,
                           help="weight of an auxiliary linear regression of the chunk from the cognition feature "
                                "(training from scratch; 0 = CogACT's objective alone)")
+    training.add_argument("--val-data", help="demonstrations of other placements (vlart demos --seed N): each "
+                          "checkpoint's sampled chunks are scored against theirs (OUT/val.csv)")
+    training.add_argument("--val-samples", type=int, default=256, help="held-out frames scored (default 256)")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--out", required=True, help="checkpoint folder (resumes when it holds a run)")
     training.set_defaults(func=cmd_train)

@@ -23,6 +23,15 @@ def test_placements_never_coincide_with_the_grid():
         assert np.all(placement.xyz[:, :2] >= OFFICIAL_XYZ[:, :, :2].min(0) - 0.03 - 1e-9)
 
 
+def test_an_object_the_grid_never_moves_stays_put():
+    # The eggplant task's target: an invisible plane marking the basket, which is part of the scene.
+    fixed = OFFICIAL_XYZ.copy()
+    fixed[:, 1] = [-0.125, 0.025, 1.0]
+    placement = PlacementSampler(fixed, OFFICIAL_QUAT).sample(np.random.default_rng(0))
+    np.testing.assert_array_equal(placement.xyz[1], [-0.125, 0.025, 1.0])
+    assert not np.allclose(placement.xyz[0, :2], fixed[:, 0, :2], atol=0.005)
+
+
 def test_heldout_episodes_are_reproducible_and_not_demonstrations():
     sampler = PlacementSampler(OFFICIAL_XYZ, OFFICIAL_QUAT)
     first = sampler.heldout(episode_id=3, seed=3)

@@ -85,13 +85,17 @@ def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_
     stats = {"vlart_simpler_bridge": STATS["toy"]}
     (demo_dir / "dataset_statistics.json").write_text(json_module.dumps(stats))
     out = tmp_path / "run"
-    config = TrainConfig(steps=6, batch=4, lr=1e-3, repeats=2, checkpoint_every=3, seed=0)
-    summary = train(str(TINY), demo_dir, out, config, progress=False)
+    config = TrainConfig(steps=6, batch=4, lr=1e-3, repeats=2, checkpoint_every=3, keep_every=2, seed=0)
+    summary = train(str(TINY), demo_dir, out, config, progress=False, val_data=demo_dir)
     assert summary["steps"] == 6 and (out / "latest" / "model.safetensors").is_file()
+    # each checkpoint scored its sampled chunks on the held-out frames (here the training episodes themselves)
+    assert [row["step"] for row in summary["validation"]] == [3, 6]
+    assert all(0 < row["val_action_mse"] < 100 for row in summary["validation"])
+    assert sorted(p.name for p in out.glob("step_*")) == ["step_000002", "step_000004", "step_000006"]
     assert (out / "loss.png").stat().st_size > 1000 and len((out / "loss.csv").read_text().splitlines()) == 7
     resumed = train(str(TINY), demo_dir, out, TrainConfig(steps=8, batch=4, lr=1e-3, repeats=2, checkpoint_every=3),
                     progress=False)
-    assert resumed["steps"] == 8
+    assert resumed["steps"] == 8 and len(resumed["validation"]) == 2  # kept, not scored again without val_data
     # the training time adds up over the segments, and a changed setting on resume is logged
     assert resumed["wall_time_s"] >= summary["wall_time_s"] > 0
     assert "steps 6 -> 8" in caplog.text and resumed["config"]["steps"] == 8
