@@ -62,11 +62,11 @@ def test_info_takes_a_shipped_config_by_name_or_path(capsys, model):
 def test_info_and_flops_take_a_checkpoint_directory(capsys):
     code, out, err = run(capsys, "info", "--model", DEMO, "--json")
     assert code == 0, err
-    assert round(json.loads(out)["parameters"]["total"] / 1e6, 1) == 12.1
-    code, out, err = run(capsys, "flops", "--model", DEMO, "--preset", "baseline", "--preset", "tokens-only", "--json")
+    assert round(json.loads(out)["parameters"]["total"] / 1e6, 1) == 8.8
+    code, out, err = run(capsys, "flops", "--model", DEMO, "--preset", "baseline", "--preset", "cache-only", "--json")
     assert code == 0, err
     runs = {r["preset"]: r for r in json.loads(out)["runs"]}
-    assert runs["tokens-only"]["ratio_vs_first"] < 1.0 == runs["baseline"]["ratio_vs_first"]
+    assert runs["cache-only"]["ratio_vs_first"] < 1.0 == runs["baseline"]["ratio_vs_first"]
 
 
 def test_info_and_flops_take_a_cogact_release(capsys, tmp_path):
