@@ -1,8 +1,9 @@
 """Real observations for calibrating accelerations (``vlart calibrate``, presets that prune the LLM).
 
 With the SIMPLER assets and ManiSkill present: for each WidowX task, the first frame of spread-out episodes of its
-grid and frames of a short rollout of the policy being calibrated (one chunk predicted per collected frame, its
-first rows executed), each with the task's instruction. Without them: the sample Bridge frame with a set of Bridge
+held-out grid (placements off the official grid, which is the test set: pruning is a choice, so it is calibrated on
+other scenes) and frames of a short rollout of the policy being calibrated (one chunk predicted per collected frame,
+its first rows executed), each with the task's instruction. Without them: the sample Bridge frame with a set of Bridge
 instructions, which is a real camera frame but always the same scene.
 """
 
@@ -30,10 +31,11 @@ def simpler_observations(count: int, policy: Optional[Any], tasks: Optional[list
     for name, wanted in zip(names, per_task):
         if wanted == 0:
             continue
-        task = SimTask(TASKS[name])
+        spec = TASKS[name]
+        task = SimTask(spec, grid="heldout" if spec.grid_size is not None else "official")
         try:
             first_frames = max(1, wanted // 2)
-            grid = task.spec.grid_size or first_frames
+            grid = spec.grid_size or first_frames
             for k in range(first_frames):
                 episode = (k * grid) // first_frames
                 observations.append(task.reset(episode_id=episode, seed=episode))
@@ -61,6 +63,6 @@ def calibration_observations(count: int, policy: Optional[Any] = None,
     if simpler_available():
         observations = simpler_observations(count, policy, tasks)
         if len(observations) >= count or policy is None:
-            return observations, "SIMPLER WidowX first frames and policy rollout frames"
+            return observations, "SIMPLER held-out first frames and policy rollout frames"
         return observations + sample_observations(count - len(observations)), "SIMPLER frames + sample frame"
     return sample_observations(count), "the sample Bridge frame (set MS_ASSET_DIR for SIMPLER frames)"

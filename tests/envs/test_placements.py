@@ -72,3 +72,22 @@ def test_heldout_episode_places_the_objects_off_the_official_grid(simpler_assets
         assert np.abs(frame_again.astype(int) - frame.astype(int)).mean() < 0.5
     finally:
         task.close()
+
+
+@pytest.mark.sim
+def test_calibration_frames_come_from_the_heldout_grid(simpler_assets):
+    """Pruning is calibrated on held-out scenes: the official grid is the test set."""
+    from envs.sim_env import SimTask
+    from runtime.calibration_data import simpler_observations
+
+    name = "simpler/widowx_spoon_on_towel"
+    calibration = simpler_observations(1, None, [name])[0].image.astype(int)
+    task = SimTask(TASKS[name])
+    try:
+        official = task.reset(0, 0).image.astype(int)
+        task.place(task.placements.heldout(0, 0))
+        heldout = task.reset(0, 0).image.astype(int)
+    finally:
+        task.close()
+    assert np.abs(calibration - heldout).mean() < 0.5
+    assert np.abs(calibration - official).mean() > 1.0
