@@ -13,6 +13,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from runtime.safe_repr import bounded_repr, describe_exception
+
 ARRAY_TAG = "__ndarray__"
 ALLOWED_DTYPES = frozenset(
     ["|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f2", "<f4", "<f8"]
@@ -33,7 +35,9 @@ def _encode_default(obj: Any) -> Any:
         if dtype.str not in ALLOWED_DTYPES:
             raise CodecError(f"array dtype {obj.dtype} is not allowed; allowed: {', '.join(sorted(ALLOWED_DTYPES))}")
         array = np.ascontiguousarray(obj)
-        return {ARRAY_TAG: True, "dtype": dtype.str, "shape": list(array.shape), "data": memoryview(array).cast("B")}
+        # Flattened first: a memoryview with a zero in its shape cannot be cast, and zero-size arrays are valid.
+        data = memoryview(array.reshape(-1)).cast("B")
+        return {ARRAY_TAG: True, "dtype": dtype.str, "shape": list(array.shape), "data": data}
     if isinstance(obj, np.generic):
         value = obj.item()
         if isinstance(value, (bool, int, float)):
@@ -52,13 +56,15 @@ def array_from_fields(dtype: Any, shape: Any, data: Any) -> np.ndarray:
     """An array's decoded fields -> the array (a read-only view of ``data``), checked against the allowlist, the
     rank limit and the byte count; ``CodecError`` otherwise. Shared by the websocket endpoints' dialects."""
     if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
-        raise CodecError(f"array dtype {dtype!r} is not allowed; allowed: {', '.join(sorted(ALLOWED_DTYPES))}")
+        allowed = ", ".join(sorted(ALLOWED_DTYPES))
+        raise CodecError(f"array dtype {bounded_repr(dtype)} is not allowed; allowed: {allowed}")
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_NDIM
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
-        raise CodecError(f"array shape must be a list of at most {MAX_NDIM} non-negative integers, got {shape!r}")
+        raise CodecError(
+            f"array shape must be a list of at most {MAX_NDIM} non-negative integers, got {bounded_repr(shape)}")
     if not isinstance(data, bytes):
         raise CodecError("array data must be msgpack bin")
     np_dtype = np.dtype(dtype)
@@ -87,8 +93,8 @@ def unpack_with(data: bytes, object_hook: Any) -> Any:
         )
     except CodecError:
         raise
-    except (msgpack.UnpackException, ValueError, TypeError, OverflowError) as exc:
-        raise CodecError(f"not a valid msgpack message: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # whatever a hostile message makes the unpacker or a hook raise, RecursionError included
+        raise CodecError(f"not a valid msgpack message: {describe_exception(exc)}") from None
 
 
 def encode(message: Any) -> bytes:
@@ -97,8 +103,8 @@ def encode(message: Any) -> bytes:
         return msgpack.packb(message, default=_encode_default, use_bin_type=True)
     except CodecError:
         raise
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"cannot encode message: {exc}") from None
+    except Exception as exc:
+        raise CodecError(f"cannot encode message: {describe_exception(exc)}") from None
 
 
 def decode(data: bytes) -> Any:

@@ -20,6 +20,7 @@ dtype, a text frame) gets its error and then the close openpi's server uses (101
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any, Optional
 
@@ -29,7 +30,10 @@ import numpy as np
 from bridge import protocol
 from bridge.codec import CodecError, array_from_fields, unpack_with
 from bridge.protocol import ProtocolError
-from bridge.websocket_server import VlartSession
+from bridge.websocket_server import VlartSession, fail_connection
+from runtime.safe_repr import describe_exception
+
+log = logging.getLogger("vlart.bridge.openpi")
 
 IMAGE_KEY = "observation/image"
 PROMPT_KEY = "prompt"
@@ -92,8 +96,8 @@ class OpenPIProtocol:
         self.metadata = metadata
         self.image_key = image_key
 
-    def health_body(self) -> tuple[str, str]:
-        return "OK\n", "text/plain"
+    def health_body(self, problem: Optional[str]) -> tuple[str, str]:
+        return ("OK\n" if problem is None else f"UNAVAILABLE: {problem}\n"), "text/plain"
 
     def to_infer_payload(self, observation: Any) -> tuple[dict[str, Any], bool]:
         """An openpi observation -> (vlart infer payload, whether to reset first); ``bad_request`` naming the key."""
@@ -132,7 +136,8 @@ class OpenPIProtocol:
                 reply, broken = await self._answer(frame, session, max_message_bytes, previous_total_ms)
                 await websocket.send(reply)
                 if broken:
-                    await websocket.close(CLOSE_INTERNAL_ERROR, "the frame could not be decoded; see the error frame")
+                    await fail_connection(websocket, CLOSE_INTERNAL_ERROR,
+                                          "the frame could not be decoded; see the error frame")
                     return
                 previous_total_ms = (time.perf_counter() - started) * 1e3
         except ConnectionClosed:
@@ -140,7 +145,16 @@ class OpenPIProtocol:
 
     async def _answer(self, frame: Any, session: VlartSession, max_message_bytes: int,
                       previous_total_ms: Optional[float]) -> tuple[Any, bool]:
-        """(reply frame, whether the connection is broken) for one frame."""
+        """(reply frame, whether the connection is broken) for one frame; never raises: a failure becomes an
+        ``internal_error`` frame."""
+        try:
+            return await self._reply(frame, session, max_message_bytes, previous_total_ms)
+        except Exception as exc:
+            log.exception("openpi frame failed")
+            return error_text(ProtocolError(protocol.INTERNAL_ERROR, describe_exception(exc))), False
+
+    async def _reply(self, frame: Any, session: VlartSession, max_message_bytes: int,
+                     previous_total_ms: Optional[float]) -> tuple[Any, bool]:
         if isinstance(frame, str):
             return error_text(ProtocolError(protocol.BAD_MESSAGE, "expected a binary msgpack frame, got text")), True
         if len(frame) > max_message_bytes:
@@ -160,7 +174,7 @@ class OpenPIProtocol:
             if answer.error is not None:
                 return error_text(answer.error), False
         started = time.perf_counter()
-        answer = await session.call(protocol.INFER, payload)
+        answer = await session.call(protocol.INFER, payload, len(frame))
         if answer.error is not None:
             return error_text(self.field_name(answer.error)), False
         result = answer.payload

@@ -36,13 +36,17 @@ import zmq
 from bridge import protocol
 from bridge.keys import ServerKeys
 from bridge.protocol import ProtocolError
+from bridge.limits import InflightBytes
 from policies.interface import Observation, Policy, PolicyOutput, PredictRequest, ServablePolicy
 from runtime.budgets import LatencyBudget
+from runtime.safe_repr import bounded_repr, describe_exception
 
 log = logging.getLogger("vlart.bridge.server")
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 2**20
+RECEIVE_HWM = 8  # messages ZeroMQ buffers per peer before it stops reading that peer's connection
 SERVER_NAME = "vlart"
 DEFAULT_MAX_BATCH = 8
 DEFAULT_BATCH_WAIT_MS = 5.0  # chosen with benchmarks/serving_scale.py (README, Serving a fleet)
@@ -81,6 +85,7 @@ class Job:
     request_id: Optional[int] = None
     # An in-process client's reply callback (type, payload), called from the worker; None: a ROUTER client's job.
     deliver: Optional[Callable[[str, dict[str, Any]], None]] = None
+    size: int = 0  # bytes of the request it holds, counted in the server's bytes in flight until it is answered
 
 
 class CurveAllowlist:
@@ -124,7 +129,8 @@ class PolicyServer:
 
     ``max_message_bytes``: larger requests get a ``too_large`` error; beyond twice that ZeroMQ drops the connection
     without reading the message (so a huge message cannot exhaust memory). ``max_queue``: pending inferences beyond
-    it get ``busy``. Sessions idle for ``session_idle_s`` are forgotten. With a ``budget``, every inference is checked
+    it get ``busy``, and so do requests that would take the bytes of the requests queued or running (ZeroMQ's and the
+    in-process clients' together) over ``max_inflight_bytes``. Sessions idle for ``session_idle_s`` are forgotten. With a ``budget``, every inference is checked
     against it (the step ``total`` is ``server_total``: receipt to reply) and replies say which stages went over.
 
     Dynamic batching: up to ``max_batch`` infers of different clients run as one forward pass, gathered from what is
@@ -147,7 +153,11 @@ class PolicyServer:
         max_batch: int = DEFAULT_MAX_BATCH,
         batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS,
         active_window_s: float = ACTIVE_WINDOW_S,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
     ) -> None:
+        if max_inflight_bytes < max_message_bytes:
+            raise ValueError(f"max_inflight_bytes ({max_inflight_bytes}) must be at least max_message_bytes "
+                             f"({max_message_bytes}), or no request of the largest size could ever run")
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
         if not batch_wait_ms >= 0:
@@ -160,6 +170,8 @@ class PolicyServer:
         self.bind = bind
         self.curve = curve
         self.max_message_bytes = max_message_bytes
+        self.inflight = InflightBytes(max_inflight_bytes)
+        self.failure: Optional[str] = None  # why a server thread ended unexpectedly; the server is then unusable
         self.session_idle_s = session_idle_s
         self.context = context or zmq.Context.instance()
         self.endpoint: Optional[str] = None
@@ -200,6 +212,7 @@ class PolicyServer:
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client that reconnects with its id keeps its session
         router.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes)
         router.setsockopt(zmq.SNDHWM, 1000)
+        router.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         if self.curve is not None:
             from zmq.auth.thread import ThreadAuthenticator
 
@@ -228,10 +241,19 @@ class PolicyServer:
         self._stop.set()
 
     def join(self) -> None:
-        """Wait until the server has stopped (``request_stop`` or a signal); wakes up often so signals are handled."""
+        """Wait until the server has stopped (``request_stop`` or a signal) or has failed (``failure`` says why);
+        wakes up often so signals are handled."""
         for thread in self._threads:
-            while thread.is_alive():
+            while thread.is_alive() and self.failure is None:
                 thread.join(0.2)
+
+    def record_failure(self, thread: str, exc: BaseException) -> None:
+        """A thread this server depends on (its own, or an endpoint's in front of it) ended with ``exc``: logged with
+        its traceback, reported by ``ping``, and ``join`` returns so that ``vlart serve`` exits non-zero for its
+        supervisor."""
+        log.critical("the %s stopped", thread, exc_info=exc)
+        if self.failure is None:
+            self.failure = f"the {thread} stopped: {describe_exception(exc)}"
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -254,26 +276,10 @@ class PolicyServer:
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(results, zmq.POLLIN)
-        last_sweep = time.monotonic()
         try:
-            while not self._stop.is_set():
-                events = dict(poller.poll(100))
-                if router in events:
-                    self._drain_requests(router)
-                if results in events:
-                    while True:
-                        try:
-                            frames = results.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        router.send_multipart(frames)
-                if not worker.is_alive():
-                    self._refuse_queued(router)
-                if self._allowlist is not None:
-                    self._allowlist.refresh()
-                if time.monotonic() - last_sweep > 5.0:
-                    self._forget_idle_sessions()
-                    last_sweep = time.monotonic()
+            self._serve_loop(poller, router, results, worker)
+        except Exception as exc:  # recorded and logged with its traceback: join() returns and the process exits 1
+            self.record_failure("socket thread", exc)
         finally:
             self._stop.set()
             worker.join(timeout=30)
@@ -283,10 +289,41 @@ class PolicyServer:
                 self._authenticator.stop()
             log.info("server on %s stopped", self.endpoint)
 
+    def _serve_loop(self, poller: zmq.Poller, router: zmq.Socket, results: zmq.Socket,
+                    worker: threading.Thread) -> None:
+        last_sweep = time.monotonic()
+        while not self._stop.is_set():
+            events = dict(poller.poll(100))
+            if router in events:
+                self._drain_requests(router)
+            if results in events:
+                while True:
+                    try:
+                        frames = results.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    router.send_multipart(frames)
+            if not worker.is_alive():
+                self._refuse_queued(router)
+            if self._allowlist is not None:
+                self._allowlist.refresh()
+            if time.monotonic() - last_sweep > 5.0:
+                self._forget_idle_sessions()
+                last_sweep = time.monotonic()
+
     # -- socket thread ---------------------------------------------------------------------------------------------
 
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
+
+    def health_problem(self) -> Optional[str]:
+        """Why this server cannot serve (its first line), or None while it can: what ``ping`` and the websocket
+        endpoints' health checks report."""
+        if self.failure is not None:
+            return self.failure
+        if self._worker is not None and not self._worker.is_alive() and not self._stop.is_set():
+            return "the inference worker has stopped; restart the server"
+        return None
 
     def _drain_requests(self, router: zmq.Socket) -> None:
         for _ in range(1000):  # bounded, so results are forwarded even under a flood of requests
@@ -300,12 +337,16 @@ class PolicyServer:
                 log.warning("dropped a message from a client key that is no longer authorised")
                 continue
             envelope, body = [frame.bytes for frame in frames[:-1]], frames[-1].bytes
+            del frames  # the message is held once (as body), not twice, while it is handled
             reply = self._handle(envelope, body)
             if reply is not None:
                 router.send_multipart([*envelope, reply])
 
     def _handle(self, envelope: list[bytes], body: bytes) -> Optional[bytes]:
+        """The reply to one ROUTER message (None: a retry, answered when its request is done). Never raises: whatever
+        a message makes fail becomes its error reply, under its seq when that could be read."""
         received = time.perf_counter()
+        seq = protocol.UNKNOWN_SEQ
         try:
             if len(body) > self.max_message_bytes:  # before decoding: an oversized body is never parsed
                 raise ProtocolError(
@@ -314,17 +355,13 @@ class PolicyServer:
                     seq=protocol.peek_seq(body),
                 )
             message = protocol.unpack(body)
-        except ProtocolError as error:
-            return protocol.error_reply(error)
-        try:
-            return self._dispatch(envelope, message, received)
+            seq = message.seq
+            return self._dispatch(envelope, message, received, len(body))
         except ProtocolError as error:
             return protocol.error_reply(error)
         except Exception as exc:  # the socket thread must outlive any one message
-            log.error("%s seq %d failed: %s", message.type, message.seq, traceback.format_exc())
-            return protocol.error_reply(
-                ProtocolError(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", seq=message.seq)
-            )
+            log.error("a message (seq %d) failed: %s", seq, traceback.format_exc())
+            return protocol.error_reply(ProtocolError(protocol.INTERNAL_ERROR, describe_exception(exc), seq=seq))
 
     def _session(self, identity: bytes) -> ClientSession:
         with self._sessions_lock:
@@ -339,31 +376,36 @@ class PolicyServer:
         with self._sessions_lock:
             self.sessions.pop(identity, None)
 
-    def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float) -> Optional[bytes]:
+    def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float,
+                  size: int) -> Optional[bytes]:
         kind, seq, payload = message.type, message.seq, message.payload
         if kind == protocol.PING:
             alive = self.worker_alive()
+            problem = self.health_problem()
             reply = {
-                "status": "ok" if alive else protocol.UNAVAILABLE,
+                "status": "ok" if problem is None else protocol.UNAVAILABLE,
                 "worker_alive": alive,
                 "busy": self._busy.is_set(),
                 "queued": self._jobs.qsize() + len(self._deferred),
+                "inflight_bytes": self.inflight.held,
                 "max_batch": self.max_batch,
                 "sessions": len(self.sessions),
                 "uptime_s": round(time.monotonic() - self._started, 3),
             }
+            if problem is not None:
+                reply["failure"] = problem
             if self.budget is not None:
                 reply["budget"] = self.budget.summary()
             return protocol.pack(protocol.PING, seq, reply)
         if kind == protocol.HELLO:
             session = self._session(envelope[0])
             name = payload.get("name")
-            session.name = name if isinstance(name, str) else "?"
+            session.name = name[:64] if isinstance(name, str) else "?"
             return protocol.pack(protocol.HELLO, seq, self._hello_payload)
         if kind not in (protocol.INFER, protocol.RESET):
             raise ProtocolError(
                 protocol.UNKNOWN_TYPE,
-                f"type: unknown message type {kind!r}; expected one of {list(protocol.REQUEST_TYPES)}",
+                f"type: unknown message type {bounded_repr(kind)}; expected one of {list(protocol.REQUEST_TYPES)}",
                 field="type",
                 seq=seq,
             )
@@ -379,30 +421,32 @@ class PolicyServer:
                         record.waiting.append((envelope, seq))
                         return None
                     return protocol.pack(record.reply[0], seq, record.reply[1])
-        job = self._job(kind, payload, envelope, seq, session, received, request_id)
+        job = self._job(kind, payload, envelope, seq, session, received, request_id, size=size)
         if self._enqueue(job):
             return self._replies(job, protocol.RESET, {"ok": True}, done=False)[0][1]
         return None
 
     def submit(self, identity: bytes, kind: str, payload: dict[str, Any],
-               deliver: Callable[[str, dict[str, Any]], None]) -> None:
+               deliver: Callable[[str, dict[str, Any]], None], size: int = 0) -> None:
         """An in-process client's ``infer`` or ``reset`` (the websocket endpoints), checked and queued as a ZeroMQ
         client's would be, joining the same batches. ``deliver(type, payload)`` gets the reply (``error`` with its
         code, ``field`` and message if refused or failed): now, or later from the worker thread, so it must be quick
-        and thread-safe. One request of an identity at a time, like a ZeroMQ client that waits for its replies."""
+        and thread-safe. One request of an identity at a time, like a ZeroMQ client that waits for its replies.
+        ``size``: the bytes of the frame the request came in, counted in the bytes in flight until it is answered."""
         received = time.perf_counter()
         try:
             if kind not in (protocol.INFER, protocol.RESET):
-                raise ProtocolError(protocol.UNKNOWN_TYPE, f"type: expected infer or reset, got {kind!r}", field="type")
+                raise ProtocolError(protocol.UNKNOWN_TYPE, f"type: expected infer or reset, got {bounded_repr(kind)}",
+                                    field="type")
             self._check_worker(0)
-            job = self._job(kind, payload, [], 0, self._session(identity), received, None, deliver)
+            job = self._job(kind, payload, [], 0, self._session(identity), received, None, deliver, size)
             if self._enqueue(job):
                 deliver(protocol.RESET, {"ok": True})
         except ProtocolError as error:
             deliver(protocol.ERROR, error.payload())
         except Exception as exc:  # a client's bad request must not reach the endpoint's loop as an exception
             log.error("in-process %s failed: %s", kind, traceback.format_exc())
-            deliver(protocol.ERROR, ProtocolError(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}").payload())
+            deliver(protocol.ERROR, ProtocolError(protocol.INTERNAL_ERROR, describe_exception(exc)).payload())
 
     def _check_worker(self, seq: int) -> None:
         if not self.worker_alive():
@@ -410,17 +454,18 @@ class PolicyServer:
 
     def _job(self, kind: str, payload: dict[str, Any], envelope: list[bytes], seq: int, session: ClientSession,
              received: float, request_id: Optional[int],
-             deliver: Optional[Callable[[str, dict[str, Any]], None]] = None) -> Job:
+             deliver: Optional[Callable[[str, dict[str, Any]], None]] = None, size: int = 0) -> Job:
         """The job for a checked infer or reset (``bad_request`` naming the field if the infer is not valid)."""
         request = None
         if kind == protocol.INFER:
             request = protocol.validate_infer(payload, self.policy.conventions, seq)
             session.last_infer = time.monotonic()
         return Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
-                   request=request, request_id=request_id, deliver=deliver)
+                   request=request, request_id=request_id, deliver=deliver, size=size)
 
     def _enqueue(self, job: Job) -> bool:
-        """Queue ``job`` for the worker (``busy`` if the queue is full); True: it was a reset run at once instead."""
+        """Queue ``job`` for the worker (``busy`` if the queue is full or its bytes would take the bytes in flight over
+        the limit); True: it was a reset run at once instead."""
         session, request_id, kind = job.session, job.request_id, job.kind
         with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
             if request_id is not None:
@@ -429,9 +474,14 @@ class PolicyServer:
                 # Nothing of this client's is queued or running, so nothing it asked before can land after it.
                 session.policy.reset()
                 return True
+            if not self.inflight.acquire(job.size):
+                session.requests.pop(request_id, None)
+                raise ProtocolError(protocol.BUSY, f"the requests already waiting hold {self.inflight.held} bytes; "
+                                    f"{job.size} more would exceed {self.inflight.limit}; retry later", seq=job.seq)
             try:
                 self._jobs.put_nowait(job)
             except queue.Full:
+                self.inflight.release(job.size)
                 session.requests.pop(request_id, None)
                 raise ProtocolError(
                     protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=job.seq
@@ -472,12 +522,11 @@ class PolicyServer:
                 for job, reply in zip(jobs, self._run_guarded(jobs)):
                     self._send_replies(out, job, *reply)
                 jobs = []
-        except BaseException:
-            log.critical("the inference worker stopped: %s", traceback.format_exc())
+        except BaseException as exc:
+            self.record_failure("inference worker", exc)
             error = ProtocolError(protocol.UNAVAILABLE, "the inference worker stopped during this request")
             for job in jobs:
                 self._send_replies(out, job, protocol.ERROR, error.payload())
-            raise
         finally:
             out.close(linger=1000)
 
@@ -594,6 +643,7 @@ class PolicyServer:
         if job.deliver is not None:
             with self._requests_lock:
                 job.session.pending -= 1
+            self.inflight.release(job.size)
             try:
                 job.deliver(kind, payload)
             except Exception:  # a client that has gone (its event loop closed) must not stop the worker
@@ -607,6 +657,8 @@ class PolicyServer:
         """(envelope, body) for every attempt waiting for ``job`` (``body``, when given, is the reply already
         encoded for ``job.seq``); remembers the reply for later retries. ``done``: the job was queued and has now
         left the worker."""
+        if done:
+            self.inflight.release(job.size)
         with self._requests_lock:
             if done:
                 job.session.pending -= 1

@@ -21,6 +21,8 @@ except after a frame that cannot be decoded at all.
 from __future__ import annotations
 
 import io
+import json
+import logging
 import time
 from typing import Any, Optional
 
@@ -29,7 +31,10 @@ import numpy as np
 from bridge import codec, protocol
 from bridge.codec import CodecError, array_from_fields, unpack_with
 from bridge.protocol import ProtocolError
-from bridge.websocket_server import VlartSession
+from bridge.websocket_server import VlartSession, fail_connection
+from runtime.safe_repr import bounded_repr, describe_exception
+
+log = logging.getLogger("vlart.bridge.vla_eval")
 
 PROTOCOL_VERSION = 1
 HELLO, EPISODE_START, OBSERVATION, ACTION, EPISODE_END, ERROR = (
@@ -37,6 +42,8 @@ HELLO, EPISODE_START, OBSERVATION, ACTION, EPISODE_END, ERROR = (
 MESSAGE_TYPES = (HELLO, EPISODE_START, OBSERVATION, ACTION, EPISODE_END, ERROR)
 IMAGE_TAG = "__image__"
 MAX_IMAGE_PIXELS = protocol.MAX_IMAGE_SIDE**2
+PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG"}
+MAX_HARNESS_VERSION_CHARS = 64
 
 
 def _decode_image(obj: dict[str, Any]) -> np.ndarray:
@@ -44,20 +51,23 @@ def _decode_image(obj: dict[str, Any]) -> np.ndarray:
     fmt, data = obj.get("format"), obj.get("data")
     if fmt == "raw":
         return array_from_fields(obj.get("dtype"), obj.get("shape"), data)
-    if fmt not in ("png", "jpeg"):
-        raise CodecError(f"image format must be png, jpeg or raw, got {fmt!r}")
+    if not isinstance(fmt, str) or fmt not in PILLOW_FORMATS:
+        raise CodecError(f"image format must be png, jpeg or raw, got {bounded_repr(fmt)}")
     if not isinstance(data, bytes):
         raise CodecError("image data must be msgpack bin")
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        # Only the declared format's decoder: Pillow would otherwise open whatever format it recognises.
+        with Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[fmt]]) as image:
             width, height = image.size
             if max(width, height) > protocol.MAX_IMAGE_SIDE:
                 raise CodecError(f"image of {width}x{height} exceeds {protocol.MAX_IMAGE_SIDE} pixels a side")
             return np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise CodecError(f"image data is not a valid {fmt}: {exc}") from None
+    except CodecError:
+        raise
+    except Exception as exc:  # Pillow raises many kinds (SyntaxError, NotImplementedError, ...) on hostile bytes
+        raise CodecError(f"image data is not a valid {fmt}: {describe_exception(exc)}") from None
 
 
 def _object_hook(obj: dict[str, Any]) -> Any:
@@ -79,9 +89,10 @@ def decode(frame: bytes) -> dict[str, Any]:
     seq = message.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise ProtocolError(protocol.BAD_MESSAGE, "seq: expected an integer", field="seq")
-    if message.get("type") not in MESSAGE_TYPES:
+    kind = message.get("type")
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise ProtocolError(protocol.UNKNOWN_TYPE, f"type: expected one of {list(MESSAGE_TYPES)}, got "
-                            f"{message.get('type')!r}", field="type", seq=seq)
+                            f"{bounded_repr(kind)}", field="type", seq=seq)
     if not isinstance(message.get("payload"), dict):
         raise ProtocolError(protocol.BAD_MESSAGE, "payload: expected a map", field="payload", seq=seq)
     return message
@@ -122,10 +133,17 @@ class VlaEvalProtocol:
         self.model_name = model_name
         self.image_key = image_key
 
-    def health_body(self) -> tuple[str, str]:
-        return '{"status": "ok"}', "application/json"
+    def health_body(self, problem: Optional[str]) -> tuple[str, str]:
+        status = {"status": "ok"} if problem is None else {"status": "unavailable", "reason": problem}
+        return json.dumps(status), "application/json"
 
-    def hello_payload(self, harness_version: Any) -> dict[str, Any]:
+    def hello_payload(self, harness_version: Any, seq: int) -> dict[str, Any]:
+        """The answer to ``hello``, echoing the harness's version once it is checked to be a short string."""
+        if harness_version is not None and (not isinstance(harness_version, str)
+                                            or len(harness_version) > MAX_HARNESS_VERSION_CHARS):
+            raise ProtocolError(protocol.BAD_REQUEST, f"harness_version: expected a string of at most "
+                                f"{MAX_HARNESS_VERSION_CHARS} characters, got {bounded_repr(harness_version)}",
+                                field="harness_version", seq=seq)
         return {"harness_version": harness_version, "protocol_version": PROTOCOL_VERSION,
                 "model_server": f"vlart ({self.model_name})", "capabilities": {},
                 "action_spec": ACTION_SPEC, "observation_spec": OBSERVATION_SPEC}
@@ -159,13 +177,23 @@ class VlaEvalProtocol:
                 if reply is not None:
                     await websocket.send(reply)
                 if broken:
-                    await websocket.close(1003, "the frame could not be decoded; see the error message")
+                    await fail_connection(websocket, 1003, "the frame could not be decoded; see the error message")
                     return
         except ConnectionClosed:
             return
 
     async def _answer(self, frame: Any, session: VlartSession, max_message_bytes: int) -> tuple[Optional[bytes], bool]:
-        """(reply or None, whether the connection is broken) for one frame."""
+        """(reply or None, whether the connection is broken) for one frame; never raises: a failure becomes an
+        ``internal_error`` message under the frame's seq when it can be read."""
+        try:
+            return await self._reply(frame, session, max_message_bytes)
+        except Exception as exc:
+            log.exception("vla-eval frame failed")
+            seq = protocol.peek_seq(frame) if isinstance(frame, bytes) else protocol.UNKNOWN_SEQ
+            error = ProtocolError(protocol.INTERNAL_ERROR, describe_exception(exc))
+            return error_message(error, "internal_error", seq), False
+
+    async def _reply(self, frame: Any, session: VlartSession, max_message_bytes: int) -> tuple[Optional[bytes], bool]:
         if isinstance(frame, str):
             error = ProtocolError(protocol.BAD_MESSAGE, "expected a binary msgpack frame, got text")
             return error_message(error, "bad_message", protocol.UNKNOWN_SEQ), True
@@ -179,7 +207,10 @@ class VlaEvalProtocol:
             return error_message(error, "message_refused", error.seq), error.code == protocol.BAD_MESSAGE
         kind, seq, payload = message["type"], message["seq"], message["payload"]
         if kind == HELLO:
-            return encode(HELLO, seq, self.hello_payload(payload.get("harness_version"))), False
+            try:
+                return encode(HELLO, seq, self.hello_payload(payload.get("harness_version"), seq)), False
+            except ProtocolError as error:
+                return error_message(error, "hello_failed", seq), False
         if kind in (EPISODE_START, EPISODE_END):
             answer = await session.call(protocol.RESET, {})
             if answer.error is not None and kind == EPISODE_START:
@@ -192,7 +223,7 @@ class VlaEvalProtocol:
         except ProtocolError as error:
             return error_message(error, "observation_failed", seq), False
         started = time.perf_counter()
-        answer = await session.call(protocol.INFER, request)
+        answer = await session.call(protocol.INFER, request, len(frame))
         if answer.error is not None:
             return error_message(self.field_name(answer.error, camera), "observation_failed", seq), False
         result = answer.payload

@@ -10,6 +10,8 @@ from typing import Any, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
+from runtime.safe_repr import bounded_repr
+
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 IMAGE_PLACEHOLDER = "<image>"  # CogACT's prompt builder (Prismatic's) removes it from the lowercased instruction
 
@@ -37,10 +39,11 @@ def instruction_problem(instruction: object, max_chars: Optional[int] = None) ->
         return f"expected a non-empty string, got {type(instruction).__name__}"
     if not instruction.strip():
         return "expected a non-empty string, got an empty one"
-    if not instruction.lower().replace(IMAGE_PLACEHOLDER, "").strip():
-        return f"{instruction!r} is empty once CogACT's prompt builder removes {IMAGE_PLACEHOLDER!r} and whitespace"
     if max_chars is not None and len(instruction) > max_chars:
         return f"expected at most {max_chars} characters, got {len(instruction)}"
+    if not instruction.lower().replace(IMAGE_PLACEHOLDER, "").strip():
+        return (f"{bounded_repr(instruction)} is empty once CogACT's prompt builder removes {IMAGE_PLACEHOLDER!r} "
+                "and whitespace")
     return None
 
 
@@ -73,7 +76,7 @@ def continuation_problem(
 ) -> Optional[tuple[str, str]]:
     """(field, what is wrong) with a continuation request, or None; fields are ``prefix`` and ``delay_ticks``."""
     if not isinstance(delay_ticks, int) or isinstance(delay_ticks, bool) or not 0 <= delay_ticks < chunk_length:
-        return "delay_ticks", f"expected an integer in [0, {chunk_length}), got {delay_ticks!r}"
+        return "delay_ticks", f"expected an integer in [0, {chunk_length}), got {bounded_repr(delay_ticks)}"
     if not isinstance(prefix, np.ndarray) or prefix.dtype.kind not in "fiu":
         return "prefix", f"expected a numeric array of shape (P, {action_dim}), got {type(prefix).__name__}"
     if prefix.ndim != 2 or prefix.shape[1] != action_dim or prefix.shape[0] > chunk_length:

@@ -20,9 +20,9 @@ PACKAGES = ("runtime", "policies", "bridge", "envs")
 # Layer of each module (design.md); a module not named here takes its top-level package's DEFAULT_LAYERS entry.
 LAYERS: dict[str, int] = {
     "runtime.timing": 1, "runtime.budgets": 1, "runtime.yaml_config": 1, "runtime.resources": 1,
-    "runtime.provenance": 1, "runtime.virtual_time": 1,
+    "runtime.provenance": 1, "runtime.virtual_time": 1, "runtime.safe_repr": 1,
     "policies.interface": 2, "policies.ensemble": 2,
-    "bridge.codec": 4, "bridge.protocol": 4, "bridge.client": 4, "bridge.keys": 4, "runtime.control_loop": 4,
+    "bridge.codec": 4, "bridge.protocol": 4, "bridge.limits": 4, "bridge.client": 4, "bridge.keys": 4, "runtime.control_loop": 4,
     "runtime.robot": 4, "runtime.robot_template": 4,  # the robot side: RobotAdapter, RobotRunner, the arm template
     "bridge.server": 5,
     "envs.eval_runner": 6,  # evaluation orchestration (design.md's layer 6): loads the policy and its preset inproc

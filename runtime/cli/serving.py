@@ -11,6 +11,9 @@ from runtime.cli.common import load_image, model_options
 
 DEFAULT_MAX_BATCH = 8  # bridge.server's; not imported from there, so that `vlart --help` needs no zmq
 DEFAULT_BATCH_WAIT_MS = 5.0
+DEFAULT_MAX_MESSAGE_MB = 16.0  # and the memory limits below: bridge.server's and bridge.websocket_server's
+DEFAULT_MAX_INFLIGHT_MB = 256.0
+DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_ZMQ_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_WS_BIND = "ws://127.0.0.1:8000"  # openpi's and vla-eval's port
 PROTOCOLS = ("zmq", "openpi", "vla-eval")
@@ -49,24 +52,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Behind a websocket endpoint the server takes requests in process (submit); its ZeroMQ side stays private.
     server = PolicyServer(policy, bind=f"inproc://vlart-policy-{os.getpid()}" if websocket else bind, curve=curve,
                           max_message_bytes=max_message_bytes, budget=budget, max_batch=args.max_batch,
-                          batch_wait_ms=args.batch_wait_ms)
+                          batch_wait_ms=args.batch_wait_ms, max_inflight_bytes=int(args.max_inflight_mb * 2**20))
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     server.start()
     endpoint = None
     if websocket:
-        endpoint = make_websocket_endpoint(args.protocol, bind, policy, server, max_message_bytes).start()
+        endpoint = make_websocket_endpoint(args.protocol, bind, policy, server, max_message_bytes,
+                                           args.max_connections).start()
         print(f"vlart serve: ready on {endpoint.url} ({args.protocol})", flush=True)
     else:
         print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
-    server.join()
+    server.join()  # until a signal stops it, or a thread it needs has died
     if endpoint is not None:
         endpoint.stop()
+    if server.failure is not None:  # never a clean exit: the supervisor must see that the server died
+        server.stop()
+        print(f"vlart serve: failed: {server.failure}", flush=True)
+        return 1
     print("vlart serve: stopped", flush=True)
     return 0
 
 
-def make_websocket_endpoint(protocol_name: str, bind: str, policy, server, max_message_bytes: int):
+def make_websocket_endpoint(protocol_name: str, bind: str, policy, server, max_message_bytes: int,
+                            max_connections: int = DEFAULT_MAX_CONNECTIONS):
     """The ``openpi`` or ``vla-eval`` endpoint on ``bind`` (ws://HOST:PORT) in front of ``server`` (started)."""
     from bridge.websocket_server import WebsocketEndpoint, parse_ws_bind
 
@@ -83,7 +92,8 @@ def make_websocket_endpoint(protocol_name: str, bind: str, policy, server, max_m
         from bridge.vla_eval_endpoint import VlaEvalProtocol
 
         handler = VlaEvalProtocol(policy.metadata["name"], image_key)
-    return WebsocketEndpoint(handler, server, host, port, max_message_bytes=max_message_bytes)
+    return WebsocketEndpoint(handler, server, host, port, max_message_bytes=max_message_bytes,
+                             max_connections=max_connections)
 
 
 def cmd_client(args: argparse.Namespace) -> int:
@@ -137,7 +147,15 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help=f"endpoint (default {DEFAULT_ZMQ_BIND} for zmq, {DEFAULT_WS_BIND} for the websocket "
                             "protocols)")
     serve.add_argument("--curve-keys", default=None, metavar="DIR", help="require CURVE: keys from `vlart keys generate`")
-    serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest request accepted (MiB)")
+    serve.add_argument("--max-message-mb", type=float, default=DEFAULT_MAX_MESSAGE_MB,
+                       help=f"largest request accepted (MiB; default {DEFAULT_MAX_MESSAGE_MB:g}): larger ones get "
+                            "too_large, those over twice it close the connection unread")
+    serve.add_argument("--max-inflight-mb", type=float, default=DEFAULT_MAX_INFLIGHT_MB,
+                       help=f"most bytes of requests held at once, queued or running, over all clients (MiB; default "
+                            f"{DEFAULT_MAX_INFLIGHT_MB:g}): beyond it requests get busy")
+    serve.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                       help=f"websocket protocols: most connections at once (default {DEFAULT_MAX_CONNECTIONS}); more "
+                            "are refused with HTTP 503")
     serve.add_argument("--warmup", type=int, default=1, help="forward passes before serving (default 1)")
     serve.add_argument("--budget", default=None, help="latency budget YAML checked on every inference")
     serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,

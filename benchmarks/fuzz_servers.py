@@ -1,0 +1,188 @@
+"""Fuzz the three real servers with Hypothesis-generated hostile input; prints a table and writes JSON.
+
+    .venv/bin/python benchmarks/fuzz_servers.py [--zmq 4000] [--openpi 3000] [--vla-eval 3000] [--seed 0]
+        [--out docs/results/fuzz_servers.json]
+
+Starts `vlart serve` (tiny model) three times, as a user would: ZeroMQ, `--protocol openpi`, `--protocol vla-eval`,
+each in its own process. Then sends each one its share of generated inputs (tests/bridge/hostile.py: hostile
+msgpack values, numpy markers, envelopes, images, vla-eval message sequences), asserting for every input a typed
+error or a valid reply and never a silent close. Afterwards: each process must still run, answer its health check and
+give a valid request the chunk the tiny policy computes in process; its log must hold no traceback (an exception
+that reached a thread or a handler). Any failed assertion stops the run with Hypothesis's smallest failing input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
+
+from tests.bridge import hostile  # noqa: E402
+
+TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
+PROTOCOLS = {"zmq": "tcp://127.0.0.1:0", "openpi": "ws://127.0.0.1:0", "vla-eval": "ws://127.0.0.1:0"}
+
+
+def start_server(protocol: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    bind = PROTOCOLS[protocol].replace(":0", ":*") if protocol == "zmq" else PROTOCOLS[protocol]
+    log = open(log_path, "w")
+    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "vlart"), "serve", "--model", str(TINY), "--protocol",
+                                protocol, "--bind", bind], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        match = re.search(r"ready on (\S+)", log_path.read_text())
+        if match:
+            return process, match.group(1)
+        if process.poll() is not None:
+            raise RuntimeError(f"vlart serve --protocol {protocol} exited: {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"vlart serve --protocol {protocol} never became ready: {log_path.read_text()[-2000:]}")
+
+
+def expected_chunk(frame: np.ndarray, instruction: str, sample_seed: int) -> np.ndarray:
+    from policies.interface import Observation
+    from policies.loading import load_policy
+
+    return load_policy(TINY).session().predict_action(Observation(frame, instruction), seed=sample_seed).actions
+
+
+def fuzz(protocol: str, endpoint: str, examples: int, run_seed: int) -> dict:
+    """Runs ``examples`` generated inputs against the server at ``endpoint``; returns the outcome counts."""
+    counts: dict[str, int] = {}
+    strict = settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    if protocol == "zmq":
+        import zmq
+
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(endpoint)
+
+        @seed(run_seed)
+        @strict
+        @given(body=hostile.zmq_bodies)
+        def check(body):
+            reply = hostile.send_zmq(sock, body)
+            key = f"error:{reply.payload['code']}" if reply.type == "error" else reply.type
+            counts[key] = counts.get(key, 0) + 1
+            counts["inputs"] = counts.get("inputs", 0) + 1
+    elif protocol == "openpi":
+        @seed(run_seed)
+        @strict
+        @given(frame=hostile.openpi_frames)
+        def check(frame):
+            outcome = hostile.send_openpi(endpoint, frame)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            counts["inputs"] = counts.get("inputs", 0) + 1
+    else:
+        @seed(run_seed)
+        @strict
+        @given(frames=hostile.vla_eval_sequences)
+        def check(frames):
+            outcomes = hostile.send_vla_eval(endpoint, frames)
+            for outcome in outcomes:
+                counts[outcome] = counts.get(outcome, 0) + 1
+            counts["inputs"] = counts.get("inputs", 0) + len(frames)
+            counts["connections"] = counts.get("connections", 0) + 1
+    check()
+    return counts
+
+
+def valid_request(protocol: str, endpoint: str) -> dict:
+    """A valid request after the fuzzing: answered, and equal to the in-process chunk (seeded)."""
+    frame = np.random.default_rng(7).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    instruction, sample_seed = "put the carrot on the plate", 11
+    if protocol == "zmq":
+        from bridge.client import PolicyClient
+
+        with PolicyClient(endpoint, timeout_s=60) as client:
+            health = client.ping()["status"]
+            actions = client.infer(frame, instruction, seed=sample_seed).actions
+    else:
+        port = endpoint.rsplit(":", 1)[1]
+        path = "/healthz" if protocol == "openpi" else "/health"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+            health = "ok" if response.status == 200 else str(response.status)
+        from websockets.sync.client import connect
+
+        with connect(endpoint, compression=None, max_size=None) as ws:
+            if protocol == "openpi":
+                from bridge.openpi_endpoint import decode, encode
+
+                ws.recv(timeout=60)
+                ws.send(encode({"observation/image": frame, "prompt": instruction, "seed": sample_seed}))
+                actions = decode(ws.recv(timeout=60))["actions"]
+            else:
+                from bridge import codec
+
+                ws.send(codec.encode({"type": "observation", "seq": 1, "timestamp": 0.0, "payload": {
+                    "images": {"primary": frame}, "task_description": instruction, "seed": sample_seed}}))
+                actions = codec.decode(ws.recv(timeout=60))["payload"]["chunk"]
+    error = float(np.abs(np.asarray(actions) - expected_chunk(frame, instruction, sample_seed)).max())
+    return {"health": health, "max_abs_error": error, "correct": error < 1e-5}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zmq", type=int, default=4000, help="generated ZeroMQ messages")
+    parser.add_argument("--openpi", type=int, default=3000, help="generated openpi frames (one connection each)")
+    parser.add_argument("--vla-eval", type=int, default=3000, help="generated vla-eval sequences (1-4 frames each)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(REPO / "docs" / "results" / "fuzz_servers.json"))
+    args = parser.parse_args()
+
+    from runtime.provenance import provenance
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for protocol, examples in (("zmq", args.zmq), ("openpi", args.openpi), ("vla-eval", args.vla_eval)):
+            log_path = Path(scratch) / f"{protocol}.log"
+            process, endpoint = start_server(protocol, log_path)
+            started = time.perf_counter()
+            try:
+                counts = fuzz(protocol, endpoint, examples, args.seed)
+                wall_s = time.perf_counter() - started
+                after = valid_request(protocol, endpoint)
+                alive = process.poll() is None
+            finally:
+                process.terminate()
+                exit_code = process.wait(60)
+            log = log_path.read_text()
+            rows.append({"protocol": protocol, "inputs": counts.pop("inputs"), "outcomes": counts,
+                         "tracebacks_in_log": log.count("Traceback"), "alive_after": alive,
+                         "valid_request_after": after, "exit_code_on_sigterm": exit_code, "wall_s": round(wall_s, 1)})
+            print(f"{protocol}: {rows[-1]['inputs']} inputs in {wall_s:.0f} s", flush=True)
+
+    total = sum(row["inputs"] for row in rows)
+    print(f"\n{'protocol':<9} {'inputs':>7} {'tracebacks':>10} {'alive':>6} {'valid after':>12} {'wall s':>7}  outcomes")
+    for row in rows:
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row["outcomes"].items()))
+        print(f"{row['protocol']:<9} {row['inputs']:>7} {row['tracebacks_in_log']:>10} {str(row['alive_after']):>6} "
+              f"{str(row['valid_request_after']['correct']):>12} {row['wall_s']:>7}  {outcomes}")
+    print(f"total: {total} generated inputs; every one got a typed error or a valid reply (else the run stops)")
+    result = {"benchmark": "fuzz_servers", "model": "cogact-tiny (random weights)", "total_inputs": total,
+              "rows": rows, "command": " ".join(["benchmarks/fuzz_servers.py", *sys.argv[1:]]),
+              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+              "provenance": provenance()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
