@@ -7,6 +7,7 @@ runs 10,000+), thread failures that must not look like a clean exit, and the con
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import urllib.error
@@ -276,17 +277,26 @@ def test_vlart_serve_exits_non_zero_when_its_socket_thread_dies(monkeypatch, cap
     monkeypatch.setattr(PolicyServer, "_drain_requests", explode)
     endpoint = f"tcp://127.0.0.1:{free_port()}"
 
-    def poke():
+    served = threading.Event()
+
+    def poke():  # until the server has read one message, however long it takes to load the model
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.linger = 0
         sock.connect(endpoint)
-        sock.send(b"anything")
-        sock.close(linger=5000)
+        while not served.wait(0.5):
+            sock.send(b"anything")
+        sock.close()
 
-    timer = threading.Timer(0.0, poke)
-    timer.start()
-    assert main(["serve", "--model", str(TINY), "--bind", endpoint, "--warmup", "0"]) == 1
-    timer.join()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # vlart serve sets its own
+    poker = threading.Thread(target=poke)
+    poker.start()
+    try:
+        assert main(["serve", "--model", str(TINY), "--bind", endpoint, "--warmup", "0"]) == 1
+    finally:
+        served.set()
+        poker.join()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert "vlart serve: failed: the socket thread stopped: RuntimeError: the socket broke" in capsys.readouterr().out
 
 
