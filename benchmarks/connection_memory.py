@@ -14,13 +14,8 @@ the server is ready, before the flood.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,6 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.serve_process import ServeProcess, write_stamped  # noqa: E402
 
 MAX_MESSAGE = 16 * 2**20  # vlart serve's default --max-message-mb
 HEADROOM = 256 * 1024  # the envelope and the 224x224 image (147 KiB) beside the padding
@@ -41,22 +38,6 @@ def memory_kib(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise KeyError(key)
-
-
-def start(model: str, protocol: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    bind = "tcp://127.0.0.1:*" if protocol == "zmq" else "ws://127.0.0.1:0"
-    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "vlart"), "serve", "--model", model, "--protocol",
-                                protocol, "--bind", bind], stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-                               cwd=REPO)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        match = re.search(r"ready on (\S+)", log_path.read_text())
-        if match:
-            return process, match.group(1)
-        if process.poll() is not None:
-            raise RuntimeError(log_path.read_text()[-2000:])
-        time.sleep(0.5)
-    raise RuntimeError("the server never became ready")
 
 
 def frame_bytes(protocol: str, seq: int, padded: bool) -> bytes:
@@ -127,42 +108,42 @@ def client(protocol: str, endpoint: str, index: int, frames: int, padded: bool, 
 
 
 def run(model: str, protocol: str, connections: int, frames: int) -> dict:
-    with tempfile.TemporaryDirectory() as scratch:
-        process, endpoint = start(model, protocol, Path(scratch) / "serve.log")
-        try:
-            time.sleep(2.0)
-            baseline_kib = memory_kib(process.pid, "VmRSS")
-            outcomes: list[str] = []
-            probes: list[str] = []
-            go, done = threading.Event(), threading.Event()
-            threads = [threading.Thread(target=client, args=(protocol, endpoint, i, frames, True, outcomes, go))
-                       for i in range(connections)]
-            for thread in threads:
-                thread.start()
+    bind = "tcp://127.0.0.1:*" if protocol == "zmq" else "ws://127.0.0.1:0"
+    server = ServeProcess(model, "--protocol", protocol, "--bind", bind, warmup=1)
+    endpoint = server.url
+    try:
+        time.sleep(2.0)
+        baseline_kib = memory_kib(server.pid, "VmRSS")
+        outcomes: list[str] = []
+        probes: list[str] = []
+        go, done = threading.Event(), threading.Event()
+        threads = [threading.Thread(target=client, args=(protocol, endpoint, i, frames, True, outcomes, go))
+                   for i in range(connections)]
+        for thread in threads:
+            thread.start()
 
-            def probe() -> None:
-                while not done.is_set():
-                    client(protocol, endpoint, 10_000, 1, False, probes, go)
-                    time.sleep(0.5)
+        def probe() -> None:
+            while not done.is_set():
+                client(protocol, endpoint, 10_000, 1, False, probes, go)
+                time.sleep(0.5)
 
-            prober = threading.Thread(target=probe)
-            samples = []
-            started = time.perf_counter()
-            go.set()
-            prober.start()
-            while any(thread.is_alive() for thread in threads):
-                samples.append(memory_kib(process.pid, "VmRSS"))
-                time.sleep(0.05)
-            wall_s = time.perf_counter() - started
-            done.set()
-            prober.join()
-            after = []
-            client(protocol, endpoint, 20_000, 1, False, after, go)
-            peak_kib = memory_kib(process.pid, "VmHWM")
-            alive = process.poll() is None
-        finally:
-            process.terminate()
-            process.wait(60)
+        prober = threading.Thread(target=probe)
+        samples = []
+        started = time.perf_counter()
+        go.set()
+        prober.start()
+        while any(thread.is_alive() for thread in threads):
+            samples.append(memory_kib(server.pid, "VmRSS"))
+            time.sleep(0.05)
+        wall_s = time.perf_counter() - started
+        done.set()
+        prober.join()
+        after = []
+        client(protocol, endpoint, 20_000, 1, False, after, go)
+        peak_kib = memory_kib(server.pid, "VmHWM")
+        alive = server.alive()
+    finally:
+        server.stop()
     count = lambda items: {k: items.count(k) for k in sorted(set(items))}  # noqa: E731
     return {"protocol": protocol, "connections": connections, "frames_per_connection": frames,
             "frame_bytes": MAX_MESSAGE - HEADROOM, "sent_mib": round(connections * frames * MAX_MESSAGE / 2**20),
@@ -182,26 +163,18 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "connection_memory.json"))
     args = parser.parse_args()
 
-    from runtime.provenance import provenance
-
     rows = [run(args.model, protocol, args.connections, args.frames) for protocol in args.protocols.split(",")]
     print(f"\n{'protocol':<9} {'sent MiB':>8} {'baseline':>9} {'peak':>6} {'over':>6} {'alive':>6}  outcomes | probe")
     for row in rows:
         print(f"{row['protocol']:<9} {row['sent_mib']:>8} {row['baseline_rss_mib']:>9} {row['peak_rss_mib']:>6} "
               f"{row['peak_over_baseline_mib']:>6} {str(row['alive_after']):>6}  {row['outcomes']} | "
               f"{row['probe_outcomes']} | after: {row['valid_request_after']}")
-    result = {"benchmark": "connection_memory", "model": Path(args.model).stem + " (random weights)",
-              "limits": {"max_message_mib": 16, "max_inflight_mib": 256, "max_connections": 64,
-                         "websocket_frame_limit_mib": 32, "websocket_frames_buffered_per_connection": 1,
-                         "zmq_messages_buffered_per_peer": 8},
-              "rows": rows, "command": " ".join(["benchmarks/connection_memory.py", *sys.argv[1:]]),
-              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                          "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
-              "provenance": provenance()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
-
+    write_stamped(args.out, {
+        "benchmark": "connection_memory", "model": Path(args.model).stem + " (random weights)",
+        "limits": {"max_message_mib": 16, "max_inflight_mib": 256, "max_connections": 64,
+                   "websocket_frame_limit_mib": 32, "websocket_frames_buffered_per_connection": 1,
+                   "zmq_messages_buffered_per_peer": 8},
+        "rows": rows})
 
 if __name__ == "__main__":
     main()

@@ -14,13 +14,8 @@ that reached a thread or a handler). Any failed assertion stops the run with Hyp
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -33,26 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
+from benchmarks.serve_process import ServeProcess, write_stamped  # noqa: E402
 from tests.bridge import hostile  # noqa: E402
 
 TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
-PROTOCOLS = {"zmq": "tcp://127.0.0.1:0", "openpi": "ws://127.0.0.1:0", "vla-eval": "ws://127.0.0.1:0"}
-
-
-def start_server(protocol: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    bind = PROTOCOLS[protocol].replace(":0", ":*") if protocol == "zmq" else PROTOCOLS[protocol]
-    log = open(log_path, "w")
-    process = subprocess.Popen([str(REPO / ".venv" / "bin" / "vlart"), "serve", "--model", str(TINY), "--protocol",
-                                protocol, "--bind", bind], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        match = re.search(r"ready on (\S+)", log_path.read_text())
-        if match:
-            return process, match.group(1)
-        if process.poll() is not None:
-            raise RuntimeError(f"vlart serve --protocol {protocol} exited: {log_path.read_text()[-2000:]}")
-        time.sleep(0.2)
-    raise RuntimeError(f"vlart serve --protocol {protocol} never became ready: {log_path.read_text()[-2000:]}")
+BINDS = {"zmq": "tcp://127.0.0.1:*", "openpi": "ws://127.0.0.1:0", "vla-eval": "ws://127.0.0.1:0"}
 
 
 def expected_chunk(frame: np.ndarray, instruction: str, sample_seed: int) -> np.ndarray:
@@ -146,43 +126,32 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "fuzz_servers.json"))
     args = parser.parse_args()
 
-    from runtime.provenance import provenance
-
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for protocol, examples in (("zmq", args.zmq), ("openpi", args.openpi), ("vla-eval", args.vla_eval)):
-            log_path = Path(scratch) / f"{protocol}.log"
-            process, endpoint = start_server(protocol, log_path)
-            started = time.perf_counter()
-            try:
-                counts = fuzz(protocol, endpoint, examples, args.seed)
-                wall_s = time.perf_counter() - started
-                after = valid_request(protocol, endpoint)
-                alive = process.poll() is None
-            finally:
-                process.terminate()
-                exit_code = process.wait(60)
-            log = log_path.read_text()
-            rows.append({"protocol": protocol, "inputs": counts.pop("inputs"), "outcomes": counts,
-                         "tracebacks_in_log": log.count("Traceback"), "alive_after": alive,
-                         "valid_request_after": after, "exit_code_on_sigterm": exit_code, "wall_s": round(wall_s, 1)})
-            print(f"{protocol}: {rows[-1]['inputs']} inputs in {wall_s:.0f} s", flush=True)
+    for protocol, examples in (("zmq", args.zmq), ("openpi", args.openpi), ("vla-eval", args.vla_eval)):
+        server = ServeProcess(str(TINY), "--protocol", protocol, "--bind", BINDS[protocol], warmup=1)
+        started = time.perf_counter()
+        try:
+            counts = fuzz(protocol, server.url, examples, args.seed)
+            wall_s = time.perf_counter() - started
+            after = valid_request(protocol, server.url)
+            alive = server.alive()
+        finally:
+            exit_code = server.stop()
+        rows.append({"protocol": protocol, "inputs": counts.pop("inputs"), "outcomes": counts,
+                     "tracebacks_in_log": server.log().count("Traceback"), "alive_after": alive,
+                     "valid_request_after": after, "exit_code_on_sigterm": exit_code, "wall_s": round(wall_s, 1)})
+        print(f"{protocol}: {rows[-1]['inputs']} inputs in {wall_s:.0f} s", flush=True)
 
     total = sum(row["inputs"] for row in rows)
-    print(f"\n{'protocol':<9} {'inputs':>7} {'tracebacks':>10} {'alive':>6} {'valid after':>12} {'wall s':>7}  outcomes")
+    print(f"\n{'protocol':<9} {'inputs':>7} {'tracebacks':>10} {'alive':>6} {'valid after':>12} {'wall s':>7}  "
+          "outcomes")
     for row in rows:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row["outcomes"].items()))
         print(f"{row['protocol']:<9} {row['inputs']:>7} {row['tracebacks_in_log']:>10} {str(row['alive_after']):>6} "
               f"{str(row['valid_request_after']['correct']):>12} {row['wall_s']:>7}  {outcomes}")
     print(f"total: {total} generated inputs; every one got a typed error or a valid reply (else the run stops)")
-    result = {"benchmark": "fuzz_servers", "model": "cogact-tiny (random weights)", "total_inputs": total,
-              "rows": rows, "command": " ".join(["benchmarks/fuzz_servers.py", *sys.argv[1:]]),
-              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-              "provenance": provenance()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
-
+    write_stamped(args.out, {"benchmark": "fuzz_servers", "model": "cogact-tiny (random weights)",
+                             "total_inputs": total, "rows": rows})
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import threading
@@ -40,32 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.serve_process import ServeProcess  # noqa: E402
+
 OUT = REPO / "benchmarks" / "results" / "serving_scale.json"
 INSTRUCTIONS = ("put the spoon on the towel", "put carrot on plate", "stack the green block on the yellow block",
                 "put eggplant into yellow basket")
-
-
-class ServeProcess:
-    """``vlart serve`` in a child process; ``url`` once it says it is ready."""
-
-    def __init__(self, model: str, *extra: str) -> None:
-        command = [sys.executable, "-m", "runtime.cli", "serve", "--model", model, "--warmup", "2", *extra]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                        cwd=REPO)
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            match = re.search(r"ready on (\S+)", line)
-            if match:
-                self.url = match.group(1)
-                break
-        else:
-            raise RuntimeError(f"vlart serve {' '.join(extra)} did not start")
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()  # keep the pipe drained
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -30,7 +30,7 @@ import numpy as np
 from bridge import protocol
 from bridge.codec import CodecError, array_from_fields, unpack_with
 from bridge.protocol import ProtocolError
-from bridge.websocket_server import VlartSession, fail_connection
+from bridge.websocket_server import CLOSE_INTERNAL_ERROR, VlartSession, fail_connection
 from runtime.safe_repr import describe_exception
 
 log = logging.getLogger("vlart.bridge.openpi")
@@ -43,7 +43,6 @@ OBSERVATION_KEYS = {IMAGE_KEY: "(H, W, 3) uint8, the camera CogACT sees (require
                     "reset": "true: clear this connection's action ensemble first (optional)",
                     "observation/state": "proprioception, a 1-D numeric array (optional; CogACT ignores it)"}
 NDARRAY, NPGENERIC = b"__ndarray__", b"__npgeneric__"
-CLOSE_INTERNAL_ERROR = 1011
 
 
 def _object_hook(obj: dict[Any, Any]) -> Any:

@@ -170,7 +170,8 @@ def validate_continuation(payload: dict[str, Any], conventions: Conventions, seq
     if prefix is None:
         if delay_ticks is None or (_is_int(delay_ticks) and delay_ticks == 0):
             return None
-        raise _bad("payload.delay_ticks", f"expected 0 or no delay_ticks without a prefix, got {bounded_repr(delay_ticks)}", seq)
+        raise _bad("payload.delay_ticks",
+                   f"expected 0 or no delay_ticks without a prefix, got {bounded_repr(delay_ticks)}", seq)
     delay_ticks = 0 if delay_ticks is None else delay_ticks
     problem = continuation_problem(prefix, delay_ticks, conventions.chunk_length, conventions.action_dim)
     if problem is not None:

@@ -35,8 +35,8 @@ import zmq
 
 from bridge import protocol
 from bridge.keys import ServerKeys
-from bridge.protocol import ProtocolError
 from bridge.limits import InflightBytes
+from bridge.protocol import ProtocolError
 from policies.interface import Observation, Policy, PolicyOutput, PredictRequest, ServablePolicy
 from runtime.budgets import LatencyBudget
 from runtime.safe_repr import bounded_repr, describe_exception
@@ -130,8 +130,9 @@ class PolicyServer:
     ``max_message_bytes``: larger requests get a ``too_large`` error; beyond twice that ZeroMQ drops the connection
     without reading the message (so a huge message cannot exhaust memory). ``max_queue``: pending inferences beyond
     it get ``busy``, and so do requests that would take the bytes of the requests queued or running (ZeroMQ's and the
-    in-process clients' together) over ``max_inflight_bytes``. Sessions idle for ``session_idle_s`` are forgotten. With a ``budget``, every inference is checked
-    against it (the step ``total`` is ``server_total``: receipt to reply) and replies say which stages went over.
+    in-process clients' together) over ``max_inflight_bytes``. Sessions idle for ``session_idle_s`` are forgotten.
+    With a ``budget``, every inference is checked against it (the step ``total`` is ``server_total``: receipt to
+    reply) and replies say which stages went over.
 
     Dynamic batching: up to ``max_batch`` infers of different clients run as one forward pass, gathered from what is
     queued when the worker is free and, for at most ``batch_wait_ms``, what arrives after, but only while a client
@@ -171,7 +172,8 @@ class PolicyServer:
         self.curve = curve
         self.max_message_bytes = max_message_bytes
         self.inflight = InflightBytes(max_inflight_bytes)
-        self.failure: Optional[str] = None  # why a server thread ended unexpectedly; the server is then unusable
+        # Why a server thread ended unexpectedly (the server is then unusable): what ping and the health checks report.
+        self.failure: Optional[str] = None
         self.session_idle_s = session_idle_s
         self.context = context or zmq.Context.instance()
         self.endpoint: Optional[str] = None
@@ -316,15 +318,6 @@ class PolicyServer:
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
-    def health_problem(self) -> Optional[str]:
-        """Why this server cannot serve (its first line), or None while it can: what ``ping`` and the websocket
-        endpoints' health checks report."""
-        if self.failure is not None:
-            return self.failure
-        if self._worker is not None and not self._worker.is_alive() and not self._stop.is_set():
-            return "the inference worker has stopped; restart the server"
-        return None
-
     def _drain_requests(self, router: zmq.Socket) -> None:
         for _ in range(1000):  # bounded, so results are forwarded even under a flood of requests
             try:
@@ -381,7 +374,7 @@ class PolicyServer:
         kind, seq, payload = message.type, message.seq, message.payload
         if kind == protocol.PING:
             alive = self.worker_alive()
-            problem = self.health_problem()
+            problem = self.failure
             reply = {
                 "status": "ok" if problem is None else protocol.UNAVAILABLE,
                 "worker_alive": alive,

@@ -9,8 +9,8 @@ only translates. Requests and replies pass as Python values, with no socket or e
 Frames are size-checked before they are decoded: a frame over ``max_message_bytes`` gets a ``too_large`` error,
 one over twice that closes the connection unread (websockets' ``max_size``). Memory stays bounded: at most
 ``max_connections`` connections at once (more are refused at the handshake with HTTP 503, or closed with 1013 "try
-again later"), each with at most one frame buffered beside the one being handled (websockets reads no
-further until it is taken), and the frames handed to the server count in its bytes in flight (``busy`` beyond them). Every
+again later"), each with at most one frame buffered beside the one being handled (websockets reads no further
+until it is taken), and the frames handed to the server count in its bytes in flight (``busy`` beyond them). Every
 frame gets an answer or the connection a close with a reason; a failure of the endpoint's thread is recorded as the
 server's failure, and the health check then answers 503.
 """
@@ -154,7 +154,7 @@ class WebsocketEndpoint:
     def _process_request(self, connection: Any, request: Any) -> Any:
         """The health check's answer, a 503 for a connection beyond the limit, or None: go on with the handshake."""
         if request.path == self.handler.health_path:
-            problem = self.server.health_problem()
+            problem = self.server.failure
             body, content_type = self.handler.health_body(problem)
             status = http.HTTPStatus.OK if problem is None else http.HTTPStatus.SERVICE_UNAVAILABLE
             response = connection.respond(status, body)

@@ -163,7 +163,8 @@ vlart_envelopes = st.fixed_dictionaries(
 infer_envelopes = st.builds(lambda seq, payload: {"v": 1, "type": "infer", "seq": seq, "payload": payload},
                             st.integers(0, 2**63 - 1), infer_payloads)
 zmq_bodies = st.one_of(
-    st.builds(pack, vlart_envelopes), st.builds(pack, infer_envelopes), st.builds(pack, values), st.binary(max_size=300),
+    st.builds(pack, vlart_envelopes), st.builds(pack, infer_envelopes), st.builds(pack, values),
+    st.binary(max_size=300),
     st.builds(mutate, st.builds(pack, vlart_envelopes), st.integers(0, 10_000), st.integers(0, 4)),
 )
 

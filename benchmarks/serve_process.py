@@ -1,0 +1,69 @@
+"""What the benchmarks that drive `vlart serve` share: the server in a child process, and a stamped result file.
+
+Imported by the benchmark scripts (run from the repository, which they put on ``sys.path``), never by vlart itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ServeProcess:
+    """``vlart serve --model MODEL EXTRA...`` in a child process; ``url`` once it says it is ready. Its output goes
+    to a log file (``log()``), so that a benchmark can check what the server said."""
+
+    def __init__(self, model: str, *extra: str, warmup: int = 2, ready_timeout_s: float = 600.0) -> None:
+        command = [sys.executable, "-m", "runtime.cli", "serve", "--model", model, "--warmup", str(warmup), *extra]
+        self._log = tempfile.NamedTemporaryFile("w+", prefix="vlart-serve-", suffix=".log")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+                                        env=dict(os.environ, PYTHONPATH=str(REPO)))
+        deadline = time.monotonic() + ready_timeout_s
+        while not (match := re.search(r"ready on (\S+)", self.log())):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"vlart serve {' '.join(extra)} did not start: {self.log()[-2000:]}")
+            time.sleep(0.2)
+        self.url = match.group(1)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text()
+
+    def stop(self) -> int:
+        """SIGTERM, as a supervisor stops it; returns its exit code."""
+        if self.alive():
+            self.process.terminate()
+        return self.process.wait(60)
+
+
+def write_stamped(out: str, result: dict[str, Any]) -> None:
+    """``result`` with the command, the machine and the checkout's provenance, written as JSON to ``out``."""
+    from runtime.provenance import provenance
+
+    script = Path(sys.argv[0]).resolve()
+    name = script.relative_to(REPO).as_posix() if script.is_relative_to(REPO) else sys.argv[0]
+    stamped = {**result, "command": " ".join([name, *sys.argv[1:]]),
+               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                           "processor": platform.processor() or platform.machine(),
+                           "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
+               "provenance": provenance()}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(stamped, indent=2) + "\n")
+    print(f"wrote {out}")
