@@ -1,22 +1,54 @@
 #!/usr/bin/env bash
-# Sets up vlart in ./.venv: torch first (the pinned CPU wheel, so nothing pulls a multi-GB CUDA build), then the
-# project with the extras given (default: policy,plot,sim,websocket,ray,test,real2sim), then, for the simulator, a
-# Vulkan driver.
-# `real2sim` is not a pip extra: it builds the second environment, .venv-real2sim, where SIMPLER's Google-robot tasks
-# run (the original SimplerEnv: SAPIEN 2.2.2 and numpy < 2, which cannot share .venv with ManiSkill3).
+# Sets up vlart in ./.venv: torch first (its build chosen explicitly, below), then the project with the extras given
+# (default: policy,plot,sim,websocket,ray,test,docs,real2sim), then, for the simulator, a Vulkan driver.
+# `real2sim` is not a pip extra: it builds the second environment, .venv-real2sim, where the original SimplerEnv runs
+# (SAPIEN 2.2.2 and numpy < 2, which cannot share .venv with ManiSkill3). It needs python3.11, and gcc with the
+# Vulkan headers where no GPU Vulkan driver exists; by default it is skipped, with one line saying what to install,
+# when those are missing; asked for explicitly (e.g. `./setup.sh policy,sim,real2sim`) it is an error.
 #   ./setup.sh                 # everything: policy, plots, SIMPLER (both robots), websocket endpoints, Ray
-#                              # sweeps, tests
+#                              # sweeps, tests, docs
 #   ./setup.sh policy          # the policy only
-# Environment: PYTHON (default python3), TORCH_SPEC (default torch==2.13.0), REAL2SIM_PYTHON (default python3.11),
-# REAL2SIM_SOURCE (ManiSkill2_real2sim's source: default the pack beside this checkout, ../shared/simpler_real2sim,
-# else its public repository at the pinned commit).
+# Environment:
+#   TORCH_BUILD      cpu | cuda | auto (default: cuda where `nvidia-smi -L` lists a GPU, else cpu). cpu takes
+#                    torch==2.13.0+cpu (PyTorch's CPU index added to pip's), cuda the PyPI build (CUDA 12, several GB)
+#   TORCH_SPEC       a pip requirement that replaces the choice above (e.g. torch==2.13.0+cu128 with PIP_EXTRA_INDEX_URL)
+#   PYTHON           the interpreter of .venv (default python3)
+#   REAL2SIM_PYTHON  the interpreter of .venv-real2sim (default python3.11)
+#   REAL2SIM_SOURCE  ManiSkill2_real2sim's source: default the pack beside this checkout, ../shared/simpler_real2sim,
+#                    else its public repository at the pinned commit (the one step that clones from GitHub)
 set -euo pipefail
-cd "$(dirname "$0")"
-extras="${1:-policy,plot,sim,websocket,ray,test,real2sim}"
-python="${PYTHON:-python3}"
-torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 
-has_extra() { [[ ",$extras," == *",$1,"* ]]; }
+TORCH_VERSION=2.13.0
+TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
+DEFAULT_EXTRAS=policy,plot,sim,websocket,ray,test,docs,real2sim
+
+# pip arguments that install torch, the build named by TORCH_BUILD; printed one per line for "$@"-style use.
+torch_requirement() {
+    if [[ -n "${TORCH_SPEC:-}" ]]; then
+        echo "$TORCH_SPEC"
+        return
+    fi
+    local build="${TORCH_BUILD:-auto}"
+    if [[ "$build" == auto ]]; then
+        build=cpu
+        if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; then build=cuda; fi
+    fi
+    case "$build" in
+        cpu) printf '%s\n' "torch==$TORCH_VERSION+cpu" --extra-index-url "$TORCH_CPU_INDEX" ;;
+        cuda) echo "torch==$TORCH_VERSION" ;;
+        *) echo "setup: ERROR: TORCH_BUILD must be cpu, cuda or auto, not '$build'" >&2; return 1 ;;
+    esac
+}
+
+# Installs torch into the environment of the given interpreter.
+install_torch() {
+    local python=$1 args
+    args=$(torch_requirement)
+    echo "setup: installing $(head -1 <<<"$args") into $python (TORCH_BUILD/TORCH_SPEC choose another build)"
+    mapfile -t args <<<"$args"
+    "$python" -m pip --disable-pip-version-check -q install "${args[@]}"
+}
+
 
 # SAPIEN renders on the CPU through Mesa's lavapipe, which must be Mesa >= 25. Debian bookworm ships 22; its
 # backports suite has 25. Installed only as root on Debian bookworm, and only where no GPU Vulkan driver exists.
@@ -63,9 +95,31 @@ build_vulkan_layer() {
     cp envs/vulkan_layer/VkLayer_vlart_hide_cuda_interop.json "$target/"
 }
 
+real2sim_interpreter() { echo "${REAL2SIM_PYTHON:-python3.11}"; }
+
+needs_vulkan_layer() {
+    [[ "$(.venv/bin/python -c 'from envs.rendering import gpu_vulkan_icd; print(gpu_vulkan_icd() is None)' \
+          2>/dev/null || echo True)" == True ]]
+}
+
+# What .venv-real2sim lacks to be built here (nothing printed: it can be).
+real2sim_missing() {
+    local missing=()
+    command -v "$(real2sim_interpreter)" >/dev/null || missing+=("$(real2sim_interpreter) (set REAL2SIM_PYTHON)")
+    if needs_vulkan_layer; then
+        command -v gcc >/dev/null || missing+=(gcc)
+        if [[ ! -f /usr/include/vulkan/vk_layer.h ]] && ! { [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; }
+        then
+            missing+=("the Vulkan headers (Debian: libvulkan-dev)")
+        fi
+    fi
+    local IFS=,
+    echo "${missing[*]}"
+}
+
 setup_real2sim() {
     local venv=.venv-real2sim source="${REAL2SIM_SOURCE:-}"
-    [ -x "$venv/bin/python" ] || "${REAL2SIM_PYTHON:-python3.11}" -m venv "$venv"
+    [ -x "$venv/bin/python" ] || "$(real2sim_interpreter)" -m venv "$venv"
     pip2() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
     pip2 install "sapien==2.2.2" "numpy<2" scipy "gymnasium>=0.28.1,<1.0" h5py pyyaml tqdm transforms3d \
         opencv-python-headless "imageio[ffmpeg]" trimesh rtree ruckig pillow
@@ -86,29 +140,50 @@ setup_real2sim() {
         fi
     fi
     pip2 install .  # vlart's base install (numpy, pyzmq, msgpack): the thin client and the simulator side
-    if [[ "$(.venv/bin/python -c 'from envs.rendering import gpu_vulkan_icd; print(gpu_vulkan_icd() is None)' \
-             2>/dev/null || echo True)" == True ]]; then
+    if needs_vulkan_layer; then
         build_vulkan_layer "$venv"
     fi
     echo "setup: SimplerEnv (Google robot) is set up in $(pwd)/$venv"
 }
 
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
-if has_extra policy && ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    pip install "$torch_spec"
+main() {
+    cd "$(dirname "${BASH_SOURCE[0]}")"
+    local extras="${1:-$DEFAULT_EXTRAS}"
+    has_extra() { [[ ",$extras," == *",$1,"* ]]; }
+    [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+    pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+    if has_extra policy && ! .venv/bin/python -c "import torch" 2>/dev/null; then
+        install_torch .venv/bin/python
+    fi
+    local pip_extras
+    pip_extras=$(tr ',' '\n' <<<"$extras" | grep -vx real2sim | paste -sd, -)
+    pip install -e ".[$pip_extras]"
+    if has_extra test; then
+        # The foreign clients the endpoint tests use, at the versions they were checked with; --no-deps because
+        # openpi-client pins numpy < 2 (its code runs on numpy 2) and vla-eval's CLI pulls a config stack the tests
+        # skip.
+        pip install --no-deps "openpi-client==0.1.2" "vla-eval==0.8.0"
+    fi
+    if has_extra sim || has_extra real2sim; then
+        ensure_vulkan
+    fi
+    if has_extra real2sim; then
+        local missing
+        missing=$(real2sim_missing)
+        if [[ -z "$missing" ]]; then
+            setup_real2sim
+        elif [[ -n "${1:-}" ]]; then
+            echo "setup: ERROR: .venv-real2sim (the original SimplerEnv) needs: $missing" >&2
+            return 1
+        else
+            echo "setup: skipped .venv-real2sim (the original SimplerEnv: Google robot, original Bridge tasks);" \
+                 "to build it, install: $missing; then run ./setup.sh again"
+        fi
+    fi
+    echo "vlart is set up in $(pwd)/.venv ($(.venv/bin/vlart --help >/dev/null && echo 'vlart command ok'))"
+}
+
+# Sourced (as .ci/run does, for install_torch), it only defines the functions.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
 fi
-pip_extras=$(tr ',' '\n' <<<"$extras" | grep -vx real2sim | paste -sd, -)
-pip install -e ".[$pip_extras]"
-if has_extra test; then
-    # The foreign clients the endpoint tests use, at the versions they were checked with; --no-deps because
-    # openpi-client pins numpy < 2 (its code runs on numpy 2) and vla-eval's CLI pulls a config stack the tests skip.
-    pip install --no-deps "openpi-client==0.1.2" "vla-eval==0.8.0"
-fi
-if has_extra sim || has_extra real2sim; then
-    ensure_vulkan
-fi
-if has_extra real2sim; then
-    setup_real2sim
-fi
-echo "vlart is set up in $(pwd)/.venv ($(.venv/bin/vlart --help >/dev/null && echo 'vlart command ok'))"

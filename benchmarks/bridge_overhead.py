@@ -1,7 +1,7 @@
 """Round-trip cost of the vlart bridge on loopback: prints a table and writes JSON.
 
     .venv/bin/python benchmarks/bridge_overhead.py [--requests 500] [--warmup 50]
-        [--out benchmarks/results/bridge_overhead.json]
+        [--out docs/results/bridge_overhead.json]
 
 For a 224x224 and a 640x480 frame it measures, with the server in its own process:
 - ``raw REQ/REP``: a bare pyzmq REQ/REP echo of the same msgpack-encoded observation (the floor: what the transport
@@ -14,10 +14,8 @@ Transport overhead = client round trip - the server's ``server_total_ms`` (recei
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+
+TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
 SIZES = {"224x224": (224, 224), "640x480": (480, 640)}
 
 
@@ -79,7 +80,7 @@ def serve(kind: str, port_queue: "mp.Queue", stop: "mp.Event") -> None:
     else:
         from policies.loading import load_policy
 
-        policy = load_policy(REPO / "configs" / "models" / "cogact-tiny.yaml")
+        policy = load_policy(TINY)
     server = PolicyServer(policy, bind="tcp://127.0.0.1:*").start()
     port_queue.put(server.endpoint)
     stop.wait()
@@ -127,7 +128,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bridge_overhead.json"))
+    parser.add_argument("--out", default=str(RESULTS / "bridge_overhead.json"))
     args = parser.parse_args()
 
     rows = []
@@ -155,12 +156,7 @@ def main() -> int:
         srv = row.get("server_total_ms", {}).get("p50", 0.0)
         print(f"{row['server']:<14}{row['image']:<10}{row['requests']:>6}{rtt['p50']:>10.3f}{rtt['p95']:>10.3f}"
               f"{rtt['p99']:>10.3f}{srv:>12.3f}{tr['p50']:>15.3f}{tr['p95']:>8.3f}{tr['p99']:>8.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "bridge_overhead",
-                               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                               "results": rows}, indent=2))
-    print(f"wrote {out}")
+    write_stamped(args.out, {"benchmark": "bridge_overhead", "results": rows}, str(TINY))
     return 0
 
 

@@ -3,7 +3,7 @@
     MS_ASSET_DIR=../shared/simpler_assets \\
     MS2_REAL2SIM_ASSET_DIR=../shared/simpler_real2sim/ManiSkill2_real2sim/data \\
     .venv/bin/python benchmarks/carrot_twin_check.py [--episodes 0 5 11 17 23] [--seed 0] [--steps 60]
-        [--out benchmarks/results/carrot_twin]
+        [--out docs/results/carrot_twin.json] [--runs runs/benchmarks/carrot_twin]
 
 The two sides:
 - ManiSkill3's Bridge twin ``PutCarrotOnPlateInScene-v1``, built by vlart (``envs.sim_env.SimTask``, this
@@ -18,7 +18,7 @@ For each episode id of the official 24-entry grid (same ``episode_id`` and reset
 1. first frame: the greenscreened 3rd-view RGB after reset on both sides; mean |difference| over all pixels and
    channels (0-255), and over the mask of pixels where either frame differs from the overlay photo by more than
    ``MASK_THRESHOLD`` in some channel (what the simulators drew: robot, carrot, plate); PNGs side by side and of the
-   difference.
+   difference (under ``--runs``, out of the repository: full-size frames; the JSON names them).
 2. scripted-expert replay: vlart's privileged ``ScriptedExpert`` runs closed-loop on the ManiSkill3 twin for the
    whole episode; its policy-convention actions (7,) are then replayed open-loop through ``WidowXBridgeAdapter`` in
    SimplerEnv, and, as a control for open-loop replay, in a fresh reset of the ManiSkill3 twin. Compared: success at
@@ -48,6 +48,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from benchmarks.evidence import RESULTS, RUNS, write_stamped  # noqa: E402
 
 TASK = "simpler/widowx_carrot_on_plate"
 MS2_ENV_ID = "PutCarrotOnPlateInScene-v0"
@@ -426,7 +428,9 @@ def main() -> None:
     parser.add_argument("--no-pivot-fix", action="store_true",
                         help="skip the diagnostic SimplerEnv replay whose translations compensate ee_align2's pivot")
     parser.add_argument("--real2sim-python", type=Path, default=REPO / ".venv-real2sim" / "bin" / "python")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "carrot_twin")
+    parser.add_argument("--out", type=Path, default=RESULTS / "carrot_twin.json")
+    parser.add_argument("--runs", type=Path, default=RUNS / "carrot_twin",
+                        help="the frame PNGs and the .npz files the two sides exchange (bulky: not evidence)")
     args = parser.parse_args()
     if args.side == "real2sim":
         run_real2sim_side(args.inputs, args.outputs)
@@ -437,7 +441,7 @@ def main() -> None:
         os.environ["MS_ASSET_DIR"] = str((SHARED / "simpler_assets").resolve())
     data_dir = os.environ.get("MS2_REAL2SIM_ASSET_DIR") or str(SHARED / "simpler_real2sim/ManiSkill2_real2sim/data")
     data_dir = str(Path(data_dir).resolve())
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.runs.mkdir(parents=True, exist_ok=True)
     control = not args.no_control
     episodes = [e % 24 for e in args.episodes]
 
@@ -446,7 +450,7 @@ def main() -> None:
     ms3 = run_maniskill3_side(episodes, args.seed, args.steps, control)
     ms3_wall = time.perf_counter() - t0
 
-    inputs, outputs = args.out / "actions.npz", args.out / "simplerenv.npz"
+    inputs, outputs = args.runs / "actions.npz", args.runs / "simplerenv.npz"
     pivot_fix = not args.no_pivot_fix
     np.savez(inputs, episodes=np.array(episodes), seed=np.array(args.seed), pivot_fix=np.array(pivot_fix),
              **{f"ep{ep}_actions": ms3[f"expert{ep}"]["actions"] for ep in episodes})
@@ -466,7 +470,7 @@ def main() -> None:
     from PIL import Image
 
     overlay = np.asarray(Image.open(Path(data_dir) / OVERLAY).convert("RGB").resize((640, 480)), dtype=np.uint8)
-    rows = [compare(ep, ms3, ms2, overlay, args.out, control, pivot_fix) for ep in episodes]
+    rows = [compare(ep, ms3, ms2, overlay, args.runs, control, pivot_fix) for ep in episodes]
     print()
     print_table(rows, control, pivot_fix)
 
@@ -525,10 +529,10 @@ def main() -> None:
         "summary": summary,
         "per_episode": rows,
     }
-    (args.out / "carrot_twin.json").write_text(json.dumps(result, indent=1))
+    write_stamped(args.out, result, "envs/scripted_expert.py")
     inputs.unlink()
     outputs.unlink()
-    print(f"\nwrote {args.out / 'carrot_twin.json'} and PNGs; wall {result['wall_s']['total']:.0f} s "
+    print(f"PNGs in {args.runs}; wall {result['wall_s']['total']:.0f} s "
           f"(ManiSkill3 side {ms3_wall:.0f} s, SimplerEnv side {ms2_wall:.0f} s)")
 
 

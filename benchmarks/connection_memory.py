@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks.serve_process import ServeProcess, write_stamped  # noqa: E402
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.serve_process import ServeProcess  # noqa: E402
 
 MAX_MESSAGE = 16 * 2**20  # vlart serve's default --max-message-mb
 HEADROOM = 256 * 1024  # the envelope and the 224x224 image (147 KiB) beside the padding
@@ -160,7 +161,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--frames", type=int, default=4, help="maximum-size frames each connection sends at once")
     parser.add_argument("--protocols", default="zmq,openpi,vla-eval")
-    parser.add_argument("--out", default=str(REPO / "docs" / "results" / "connection_memory.json"))
+    parser.add_argument("--out", default=str(RESULTS / "connection_memory.json"))
     args = parser.parse_args()
 
     rows = [run(args.model, protocol, args.connections, args.frames) for protocol in args.protocols.split(",")]
@@ -170,11 +171,11 @@ def main() -> None:
               f"{row['peak_over_baseline_mib']:>6} {str(row['alive_after']):>6}  {row['outcomes']} | "
               f"{row['probe_outcomes']} | after: {row['valid_request_after']}")
     write_stamped(args.out, {
-        "benchmark": "connection_memory", "model": Path(args.model).stem + " (random weights)",
+        "benchmark": "connection_memory",
         "limits": {"max_message_mib": 16, "max_inflight_mib": 256, "max_connections": 64,
                    "websocket_frame_limit_mib": 32, "websocket_frames_buffered_per_connection": 1,
                    "zmq_messages_buffered_per_peer": 8},
-        "rows": rows})
+        "rows": rows}, args.model)
 
 if __name__ == "__main__":
     main()

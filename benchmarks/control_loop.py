@@ -1,7 +1,7 @@
 """The control loop at a robot's rate with a real policy: effective rate, tick jitter, stale ticks, inference delay.
 
     .venv/bin/python benchmarks/control_loop.py [--model configs/models/cogact-small.yaml] [--rate 5] [--ticks 60]
-        [--execution ensemble] [--out benchmarks/results/control_loop.json]
+        [--execution ensemble] [--out docs/results/control_loop.json]
 
 The policy runs in this process (as on a robot with an onboard GPU); the camera is the sample Bridge frame and the
 robot a recorder. The refill threshold is chosen from a measured inference latency so the next chunk arrives before
@@ -11,9 +11,7 @@ the queue runs dry.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--ticks", type=int, default=60)
     parser.add_argument("--execution", default="ensemble", choices=["hold", "ensemble", "blend", "rtc"])
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "control_loop.json"))
+    parser.add_argument("--out", default=str(RESULTS / "control_loop.json"))
     args = parser.parse_args()
 
     from envs.sample_frames import real_frame
@@ -69,10 +69,9 @@ def main() -> int:
     report = loop.run(ticks=args.ticks)
     loop.close()
     result = {
-        "benchmark": "control_loop", "model": policy.config.name, "rate_hz": args.rate, "execution": args.execution,
+        "benchmark": "control_loop", "rate_hz": args.rate, "execution": args.execution,
         "measured_latency_ms": round(latency_s * 1e3, 1), "refill_threshold": threshold, "chunk_length": chunk,
         "report": report.to_dict(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
     r = report
     print(f"{policy.config.name} at {args.rate:g} Hz ({args.ticks} ticks, execution {args.execution}, inference "
@@ -83,10 +82,7 @@ def main() -> int:
           f"{r.inference_delay_ticks_p50:>11.1f}{r.inference_delay_ticks_max:>11d}"
           f"{r.inference_latency_p50_ms:>9.0f}ms{r.inferences:>12d}{r.overruns:>10d}")
     assert all(np.isfinite(a).all() for a in robot.actions)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_stamped(args.out, result, args.model)
     return 0
 
 

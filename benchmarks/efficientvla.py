@@ -1,7 +1,8 @@
 """EfficientVLA presets on one model: latency, speedup, FLOPs and action fidelity, measured in one run.
 
     .venv/bin/python benchmarks/efficientvla.py [--model configs/models/cogact-small.yaml] [--frames 8]
-        [--repeats 2] [--calibration-frames 16] [--out benchmarks/results/efficientvla.json]
+        [--repeats 2] [--calibration-frames 16] [--out docs/results/efficientvla.json]
+        [--plan runs/benchmarks/efficientvla/plan.json]
 
 Frames are real SIMPLER observations when MS_ASSET_DIR is set (first frames of spread-out episodes of the four WidowX
 tasks, disjoint from the calibration frames), else the sample Bridge frame. The model is calibrated once on its own
@@ -14,9 +15,7 @@ turns on each frame. With random weights the fidelity numbers say nothing about 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
 
 PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "fastv", "efficientvla-l28-t112", "efficientvla"]
 
@@ -58,7 +59,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--calibration-frames", type=int, default=16)
     parser.add_argument("--presets", nargs="+", default=PRESETS, help="the first must be baseline")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "efficientvla.json"))
+    parser.add_argument("--out", default=str(RESULTS / "efficientvla.json"))
+    parser.add_argument("--plan", default=str(RUNS / "efficientvla" / "plan.json"),
+                        help="where the calibration plan goes (remade every run from the frames: not evidence)")
     args = parser.parse_args()
 
     from policies.acceleration.calibration import calibrate
@@ -72,15 +75,14 @@ def main() -> int:
     baseline_model = load_policy(args.model)
     calibration, calibration_source = calibration_observations(args.calibration_frames, baseline_model)
     plan = calibrate(baseline_model, calibration)
-    plan_path = Path(args.out).with_name(Path(args.out).stem + "_plan.json")
-    plan.save(plan_path)
+    plan.save(args.plan)
     text_tokens = int(np.mean([int(baseline_model.language_model.tokenize([o.instruction]).lengths[0])
                                for o in observations]))
     del baseline_model
 
     # Every preset's model is held at once and the presets take turns on each frame, so the machine's drift (these
     # machines are shared) hits all of them alike.
-    policies = {name: load_policy_with_preset(args.model, name, str(plan_path)) for name in args.presets}
+    policies = {name: load_policy_with_preset(args.model, name, args.plan) for name in args.presets}
     for _ in round_robin(policies, ((observations[0], step) for step in range(args.warmup))):
         pass  # warm-up rounds: not counted
     totals = {name: [] for name in policies}
@@ -124,13 +126,8 @@ def main() -> int:
         print(f"{row['preset']:<24}{row['llm_layers']:>7}{row['mlp_width']:>6}{row['latency_p50_ms']:>10.1f}"
               f"{row['latency_p95_ms']:>10.1f}{row['speedup']:>8.2f}x{100 * row['flops_ratio']:>7.1f}%"
               f"{row['fidelity_cosine']:>12.4f}{row['fidelity_l2']:>12.5f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "efficientvla", "model": args.model, "frames": source, "calibration": calibration_source,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "results": rows,
-    }, indent=2))
-    print(f"wrote {out} and {plan_path}")
+    write_stamped(args.out, {"benchmark": "efficientvla", "frames": source, "calibration": calibration_source,
+                             "plan": repo_relative(args.plan), "results": rows}, args.model)
     return 0
 
 

@@ -1,7 +1,7 @@
 """The scripted expert's own success on SIMPLER WidowX grids: the ceiling its demonstrations set for a learner.
 
     .venv/bin/python benchmarks/expert_success.py [--task simpler/widowx_carrot_on_plate ...] [--grid official]
-        [--episodes N] [--workers 2] [--action-noise 0] [--out benchmarks/results/expert_success.json]
+        [--episodes N] [--workers 2] [--action-noise 0] [--out docs/results/expert_success.json]
 
 Each episode runs ``envs.scripted_expert`` (privileged object poses) in a simulator worker that keeps one environment
 per task across its episodes, as ``vlart eval`` does. Prints success at the final step, at any step and SIMPLER's
@@ -11,9 +11,7 @@ partial success (grasped) per task with 95 % Wilson intervals, and writes them a
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
 
 WIDOWX = ("simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate", "simpler/widowx_stack_cube",
           "simpler/widowx_eggplant_in_basket")
@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, help="episodes per task (default: the task's official grid size)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--action-noise", type=float, default=0.0)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "expert_success.json"))
+    parser.add_argument("--out", default=str(RESULTS / "expert_success.json"))
     args = parser.parse_args()
     tasks = args.task or list(WIDOWX)
     jobs = [(name, args.grid, episode, args.action_noise)
@@ -74,13 +74,9 @@ def main() -> int:
         print(f"| {name} | {len(rows)} | {counts['success']}/{len(rows)} [{100 * low:.1f}, {100 * high:.1f}] | "
               f"{counts['success_any']}/{len(rows)} | {counts['grasped']}/{len(rows)} | "
               f"{summary[name]['regrasp_episodes']} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"grid": args.grid, "action_noise": args.action_noise, "tasks": summary,
-                               "episodes": sorted(records, key=lambda r: (r["task"], r["episode"])),
-                               "wall_time_s": round(time.perf_counter() - started, 1), "cpus": os.cpu_count()},
-                              indent=2))
-    print(f"wrote {out}")
+    write_stamped(args.out, {"benchmark": "expert_success", "grid": args.grid, "action_noise": args.action_noise,
+                             "tasks": summary, "episodes": sorted(records, key=lambda r: (r["task"], r["episode"])),
+                             "wall_time_s": round(time.perf_counter() - started, 1)}, "envs/scripted_expert.py")
     return 0
 
 

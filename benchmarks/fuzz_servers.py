@@ -28,7 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
-from benchmarks.serve_process import ServeProcess, write_stamped  # noqa: E402
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.serve_process import ServeProcess  # noqa: E402
 from tests.bridge import hostile  # noqa: E402
 
 TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
@@ -123,7 +124,7 @@ def main() -> None:
     parser.add_argument("--openpi", type=int, default=3000, help="generated openpi frames (one connection each)")
     parser.add_argument("--vla-eval", type=int, default=3000, help="generated vla-eval sequences (1-4 frames each)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(REPO / "docs" / "results" / "fuzz_servers.json"))
+    parser.add_argument("--out", default=str(RESULTS / "fuzz_servers.json"))
     args = parser.parse_args()
 
     rows = []
@@ -150,8 +151,7 @@ def main() -> None:
         print(f"{row['protocol']:<9} {row['inputs']:>7} {row['tracebacks_in_log']:>10} {str(row['alive_after']):>6} "
               f"{str(row['valid_request_after']['correct']):>12} {row['wall_s']:>7}  {outcomes}")
     print(f"total: {total} generated inputs; every one got a typed error or a valid reply (else the run stops)")
-    write_stamped(args.out, {"benchmark": "fuzz_servers", "model": "cogact-tiny (random weights)",
-                             "total_inputs": total, "rows": rows})
+    write_stamped(args.out, {"benchmark": "fuzz_servers", "total_inputs": total, "rows": rows}, str(TINY))
 
 if __name__ == "__main__":
     main()

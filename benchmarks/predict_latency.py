@@ -1,7 +1,7 @@
 """Predict latency per model config, per stage: prints a table and writes JSON.
 
     .venv/bin/python benchmarks/predict_latency.py [--models tiny small] [--steps 10] [--warmup 2]
-        [--threads N] [--out benchmarks/results/predict_latency.json]
+        [--threads N] [--out docs/results/predict_latency.json]
 
 Each step is one ``predict_action`` on the sample Bridge frame (640x480), seeds 0..steps-1, the ensemble reset each
 step so every step does the same work. Times are wall-clock milliseconds of the policy's own stage timer.
@@ -10,9 +10,7 @@ step so every step does the same work. Times are wall-clock milliseconds of the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
 
 STAGES = ["preprocess", "vision", "projector", "llm", "action_head", "postprocess", "total"]
 
@@ -31,13 +31,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def config_path(name: str) -> Path:
+    return REPO / "configs" / "models" / f"cogact-{name}.yaml"
+
+
 def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
     from envs.sample_frames import sample_frame
     from policies.loading import load_policy
     from policies.interface import Observation
 
     t0 = time.perf_counter()
-    policy = load_policy(REPO / "configs" / "models" / f"cogact-{name}.yaml", device=device)
+    policy = load_policy(config_path(name), device=device)
     build_s = time.perf_counter() - t0
     obs = Observation(sample_frame(), "put the carrot on the plate")
     per_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
@@ -67,7 +71,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "predict_latency.json"))
+    parser.add_argument("--out", default=str(RESULTS / "predict_latency.json"))
     args = parser.parse_args()
 
     import torch
@@ -83,15 +87,8 @@ def main() -> int:
         print(f"{row['model']:<14}{row['parameters_m']:>10.1f}"
               + "".join(f"{row['stage_mean_ms'][s]:>13.1f}" for s in STAGES)
               + f"{row['total_p95_ms']:>10.1f}{100 * row['llm_share']:>7.0f}%")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "benchmark": "predict_latency",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
-        "results": rows,
-    }, indent=2))
-    print(f"wrote {out}")
+    write_stamped(args.out, {"benchmark": "predict_latency", "torch_threads": torch.get_num_threads(), "results": rows},
+                  [str(config_path(name)) for name in args.models])
     return 0
 
 

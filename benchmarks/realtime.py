@@ -3,7 +3,8 @@
     MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
         [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
         [--strategies hold ensemble blend rtc rtc-hard rtc-x0] [--accel hold rtc-hard] [--wallclock hold ensemble]
-        [--workers 2] [--grid official|heldout] [--out benchmarks/results/realtime] [--report-only]
+        [--workers 2] [--grid official|heldout] [--out docs/results/realtime] [--runs runs/benchmarks/realtime]
+        [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
 every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
@@ -15,20 +16,21 @@ cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added for the e
 one ``--timing wallclock`` run per task and execution (real time, this CPU's latency, through ``vlart serve``); run
 it alone on the machine, as its latency is whatever the machine gives.
 
-``--grid heldout`` runs the cells on the held-out placements instead (24 per task, off SIMPLER's grid; default out
-``benchmarks/results/realtime_heldout``): the data that chooses a setting, such as RTC's mask, before the official
-grid measures it.
+``--grid heldout`` runs the cells on the held-out placements instead (24 per task, off SIMPLER's grid; defaults
+``docs/results/realtime_heldout`` and ``runs/benchmarks/realtime_heldout``): the data that chooses a setting, such as
+RTC's mask, before the official grid measures it.
 
-Cells already on disk are reused (the run resumes where it stopped); ``--report-only`` only rebuilds the table, the
-JSON (``realtime.json``) and the plot (``realtime.png``: success vs delay, one line per strategy, 95 % Wilson
-intervals) from them. Delay mode depends on d only, never on the machine's load, so cells may run next to anything.
+Each cell's eval run (results, traces) goes under ``--runs``; cells already there are reused (the run resumes where
+it stopped). ``--out`` gets what is built from them: the table (``realtime.md``), the JSON (``realtime.json``), the
+plot (``realtime.png``: success vs delay, one line per strategy, 95 % Wilson intervals) and one episode's commanded
+actions per task (``traces_TASK.png``); ``--report-only`` only rebuilds those. Delay mode depends on d only, never on
+the machine's load, so cells may run next to anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -39,6 +41,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
 
 TASKS = ["simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate"]
 STRATEGIES = ["hold", "ensemble", "blend", "rtc"]
@@ -53,15 +57,15 @@ EXECUTIONS = {
 LABELS = {"rtc": "rtc soft mask", "rtc-hard": "rtc hard mask (default)", "rtc-x0": "rtc x0 guidance"}
 PERIOD_MS = 200.0  # the Bridge tasks' 5 Hz
 PAPER_LATENCY_MS = {"baseline": 234.0, "efficientvla-l28-t112": 121.0}  # CogACT-Base on an A40 (EfficientVLA paper)
-PLAN = REPO / "benchmarks" / "results" / "success_by_preset" / "plan.json"  # the demo model's calibration plan
+PLAN = RUNS / "success_by_preset" / "plan.json"  # the demo model's calibration plan (success_by_preset.py's)
 
 
-def cell_dir(out: Path, task: str, name: str) -> Path:
-    return out / "runs" / task.replace("/", "__") / name
+def cell_dir(runs: Path, task: str, name: str) -> Path:
+    return runs / task.replace("/", "__") / name
 
 
 def run_cell(args: argparse.Namespace, task: str, name: str, extra: list[str]) -> Optional[Path]:
-    run_dir = cell_dir(args.out, task, name)
+    run_dir = cell_dir(args.runs, task, name)
     if (run_dir / "results.json").exists():
         return run_dir
     if args.report_only:
@@ -81,7 +85,8 @@ def summarize(run_dir: Path, task: str, **labels: Any) -> dict[str, Any]:
     controls = [e["control"] for e in result["episodes"] if e.get("control")]
     row = {**labels, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
            "success_final": entry["success_final"], "success_any": entry["success_any"],
-           "grasped": entry.get("grasped"), "timing": result["timing"], "results": str(run_dir / "results.json")}
+           "grasped": entry.get("grasped"), "timing": result["timing"],
+           "results": repo_relative(run_dir / "results.json")}
     traces = [run_dir / "traces" / Path(e["trace"]).name for e in result["episodes"] if e.get("trace")]
     steps = [np.diff(np.load(trace)["actions"][:, :3], axis=0) for trace in traces]
     if steps:  # how much the commanded translation changes from one tick to the next, m per tick
@@ -203,7 +208,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_traces(out: Path, task: str, d: int, executions: list[str], path: Path) -> Optional[str]:
+def plot_traces(runs: Path, task: str, d: int, executions: list[str], path: Path) -> Optional[str]:
     """The commanded translation over one episode under each execution at delay d: the first episode that ``hold``
     solves and ``rtc`` does not (else the first episode). Returns a description, None without the cells."""
     import matplotlib
@@ -213,7 +218,7 @@ def plot_traces(out: Path, task: str, d: int, executions: list[str], path: Path)
 
     results = {}
     for execution in executions:
-        run_dir = cell_dir(out, task, f"d{d}-{execution}")
+        run_dir = cell_dir(runs, task, f"d{d}-{execution}")
         if (run_dir / "results.json").exists():
             results[execution] = (run_dir, json.loads((run_dir / "results.json").read_text())["episodes"])
     if "hold" not in results or "rtc" not in results:
@@ -252,30 +257,31 @@ def main() -> int:
     parser.add_argument("--grid", choices=["official", "heldout"], default="official",
                         help="official: SIMPLER's grid (the test set); heldout: placements off it (for choosing)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default benchmarks/results/realtime (official) or realtime_heldout (heldout)")
+                        help="the table, JSON and plots (default docs/results/realtime, or realtime_heldout)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="the cells' eval runs (default runs/benchmarks/realtime, or realtime_heldout)")
     parser.add_argument("--report-only", action="store_true", help="only tabulate and plot the cells on disk")
     args = parser.parse_args()
     if any(d < 0 for d in args.delays):
         parser.error("--delays: expected ticks >= 0")
-    if args.out is None:
-        args.out = REPO / "benchmarks" / "results" / ("realtime" if args.grid == "official" else "realtime_heldout")
+    name = "realtime" if args.grid == "official" else "realtime_heldout"
+    args.out = args.out or RESULTS / name
+    args.runs = args.runs or RUNS / name
     rows = cells(args)
     if not rows:
         print("no cells on disk yet")
         return 1
     print(table(rows))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "realtime.json").write_text(json.dumps({
-        "benchmark": "realtime", "model": args.model, "grid": args.grid, "period_ms": PERIOD_MS,
-        "machine": platform.processor() or platform.machine(), "paper_latency_ms": PAPER_LATENCY_MS,
-        "rows": rows}, indent=2))
+    write_stamped(args.out / "realtime.json", {
+        "benchmark": "realtime", "grid": args.grid, "period_ms": PERIOD_MS, "paper_latency_ms": PAPER_LATENCY_MS,
+        "rows": rows}, args.model)
     plot(rows, args.out / "realtime.png")
     (args.out / "realtime.md").write_text(markdown(rows) + "\n")
     for task in args.tasks:
-        traced = plot_traces(args.out, task, 2, list(EXECUTIONS), args.out / f"traces_{task.split('/')[-1]}.png")
+        traced = plot_traces(args.runs, task, 2, list(EXECUTIONS), args.out / f"traces_{task.split('/')[-1]}.png")
         if traced:
             print(f"traces: {traced}")
-    print(f"wrote {args.out / 'realtime.json'} and {args.out / 'realtime.png'}")
+    print(f"wrote {args.out / 'realtime.png'} and {args.out / 'realtime.md'}")
     return 0
 
 

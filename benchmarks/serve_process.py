@@ -1,20 +1,17 @@
-"""What the benchmarks that drive `vlart serve` share: the server in a child process, and a stamped result file.
+"""What the benchmarks that drive `vlart serve` share: the server in a child process.
 
 Imported by the benchmark scripts (run from the repository, which they put on ``sys.path``), never by vlart itself.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,18 +49,3 @@ class ServeProcess:
             self.process.terminate()
         return self.process.wait(60)
 
-
-def write_stamped(out: str, result: dict[str, Any]) -> None:
-    """``result`` with the command, the machine and the checkout's provenance, written as JSON to ``out``."""
-    from runtime.provenance import provenance
-
-    script = Path(sys.argv[0]).resolve()
-    name = script.relative_to(REPO).as_posix() if script.is_relative_to(REPO) else sys.argv[0]
-    stamped = {**result, "command": " ".join([name, *sys.argv[1:]]),
-               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                           "processor": platform.processor() or platform.machine(),
-                           "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)},
-               "provenance": provenance()}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(stamped, indent=2) + "\n")
-    print(f"wrote {out}")

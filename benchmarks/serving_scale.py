@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serving_scale.py [--models checkpoints/cogact-demo cogact-small]
         [--clients 1 2 4 8] [--requests 6] [--rounds 2] [--batch-wait-ms 0 5] [--openpi-requests 300]
-        [--eval-episodes 24 --eval-workers 2 4 --eval-batch-wait-ms 0 100] [--out benchmarks/results/serving_scale.json]
+        [--eval-episodes 24 --eval-workers 2 4 --eval-batch-wait-ms 0 100] [--out docs/results/serving_scale.json]
 
 1. **Scaling.** Per model, ``vlart serve`` processes with batching off (``--max-batch 1``) and on (``--max-batch``
    the largest client count), one for each ``--batch-wait-ms``. For each client count n, n client threads (one
@@ -16,8 +16,9 @@
 3. **Evaluation** (with ``--eval-episodes``): ``vlart eval`` of that many episodes of the spoon task with cogact-demo,
    ``--workers`` each of ``--eval-workers``, batching off (``--max-batch 1``) and on (``--max-batch`` = workers, one
    run per ``--eval-batch-wait-ms``): episodes per minute. Long; run one after the other for each worker count.
+   The runs' folders go under ``runs/benchmarks/serving_scale/``.
 
-Prints tables, writes JSON and a plot (throughput and p99 latency against clients).
+Prints tables, writes JSON and a plot (throughput and p99 latency against clients) beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -39,9 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
 from benchmarks.serve_process import ServeProcess  # noqa: E402
 
-OUT = REPO / "benchmarks" / "results" / "serving_scale.json"
+OPENPI_MODEL = "cogact-tiny"
+EVAL_MODEL = str(REPO / "checkpoints" / "cogact-demo")
 INSTRUCTIONS = ("put the spoon on the towel", "put carrot on plate", "stack the green block on the yellow block",
                 "put eggplant into yellow basket")
 
@@ -112,7 +114,7 @@ def scaling(models: list[str], client_counts: list[int], requests: int, rounds: 
         for (clients, mode), runs in sorted(results.items(), key=lambda item: (item[0][0], names.index(item[0][1]))):
             latencies = [ms for run in runs for ms in run["latencies_ms"]]
             rows.append({
-                "model": model, "clients": clients, "batching": mode,
+                "model": repo_relative(model), "clients": clients, "batching": mode,
                 "throughput_per_s": round(sum(r["requests"] for r in runs) / sum(r["wall_s"] for r in runs), 3),
                 "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
                 "requests": len(latencies),
@@ -127,8 +129,8 @@ def openpi_overhead(requests: int) -> dict[str, Any]:
 
     from bridge.client import PolicyClient
 
-    zmq_server = ServeProcess("cogact-tiny", "--bind", "tcp://127.0.0.1:*")
-    openpi_server = ServeProcess("cogact-tiny", "--protocol", "openpi", "--bind", "ws://127.0.0.1:0")
+    zmq_server = ServeProcess(OPENPI_MODEL, "--bind", "tcp://127.0.0.1:*")
+    openpi_server = ServeProcess(OPENPI_MODEL, "--protocol", "openpi", "--bind", "ws://127.0.0.1:0")
     image = frames(1)[0]
     overhead: dict[str, list[float]] = {"zmq": [], "openpi": []}
     round_trip: dict[str, list[float]] = {"zmq": [], "openpi": []}
@@ -162,9 +164,9 @@ def evaluation(episodes: int, worker_counts: list[int], waits_ms: list[float]) -
     for workers in worker_counts:
         modes = [("off", 1, 0.0)] + [(f"on, wait {wait:g} ms", workers, wait) for wait in waits_ms]
         for mode, max_batch, wait in modes:
-            out = REPO / "runs" / f"serving-scale-eval-w{workers}-b{max_batch}-w{wait:g}"
+            out = RUNS / "serving_scale" / f"eval-w{workers}-b{max_batch}-w{wait:g}"
             command = [sys.executable, "-m", "runtime.cli", "eval", "--suite", "simpler/widowx_spoon_on_towel",
-                       "--model", str(REPO / "checkpoints" / "cogact-demo"), "--episodes", str(episodes),
+                       "--model", EVAL_MODEL, "--episodes", str(episodes),
                        "--workers", str(workers), "--max-batch", str(max_batch), "--batch-wait-ms", str(wait),
                        "--no-video", "--out", str(out)]
             started = time.perf_counter()
@@ -207,7 +209,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=[str(REPO / "checkpoints" / "cogact-demo"), "cogact-small"])
+    parser.add_argument("--models", nargs="*", default=[EVAL_MODEL, "cogact-small"])
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--requests", type=int, default=6, help="infers per client per run")
     parser.add_argument("--rounds", type=int, default=2)
@@ -217,7 +219,7 @@ def main() -> int:
     parser.add_argument("--eval-episodes", type=int, default=0, help="0: skip the evaluation runs")
     parser.add_argument("--eval-workers", nargs="+", type=int, default=[2, 4])
     parser.add_argument("--eval-batch-wait-ms", nargs="+", type=float, default=[0.0, 100.0])
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--out", default=str(RESULTS / "serving_scale.json"))
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -246,16 +248,16 @@ def main() -> int:
         print(f"eval workers {row['workers']} batching {row['batching']}: {row['episodes_per_min']} episodes/min "
               f"(success {row['success']}/{row['episodes']})")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-              "batch_waits_ms": args.batch_wait_ms, "requests_per_client": args.requests, "rounds": args.rounds,
-              "scaling": rows, "openpi": openpi, "evaluation": eval_rows}
-    out.write_text(json.dumps(report, indent=2))
+    models = [*args.models, *([OPENPI_MODEL] if openpi else []), *([EVAL_MODEL] if eval_rows else [])]
+    report = {"benchmark": "serving_scale", "load_before": round(load_before, 2),
+              "load_after": round(os.getloadavg()[0], 2), "batch_waits_ms": args.batch_wait_ms,
+              "requests_per_client": args.requests, "rounds": args.rounds, "scaling": rows, "openpi": openpi,
+              "evaluation": eval_rows}
+    write_stamped(args.out, report, list(dict.fromkeys(models)))
     if rows:
-        plot(rows, out.with_suffix(".png"))
-    print(f"wrote {out}")
+        chart = Path(args.out).with_suffix(".png")
+        plot(rows, chart)
+        print(f"wrote {chart}")
     return 0
 
 

@@ -6,7 +6,7 @@ For each task (default: the five of ``simpler_google_vm``), one process of the S
 (``.venv-real2sim``) builds the environment for the grid's episode 0 (the first reset: ``gym.make`` plus the reset),
 resets it ``--resets`` more times on episodes that share that build, and steps it ``--steps`` times with the hold
 action (no motion, gripper open). Medians, with the load average before and after (the machine's other work slows
-every number). Prints a table and writes ``benchmarks/results/simplerenv_timing.json``.
+every number). Prints a table and writes ``docs/results/simplerenv_timing.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-OUT = REPO / "benchmarks" / "results" / "simplerenv_timing.json"
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+
+OUT = RESULTS / "simplerenv_timing.json"
 
 
 def measure_in_simplerenv(task: str, resets: int, steps: int) -> dict[str, Any]:
@@ -85,9 +87,7 @@ def main() -> None:
         print(f"{task:40s} make+reset {row['make_and_first_reset_s']:6.1f} s  reset {row['reset_median_s']} s  "
               f"step {row['step_median_s']} s (p90 {row['step_p90_s']})  load {row['load_before']}->"
               f"{row['load_after']}", flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=1))
-    print(f"wrote {OUT}")
+    write_stamped(OUT, {"benchmark": "simplerenv_timing", "rows": rows}, None)  # the hold action: no policy runs
 
 
 if __name__ == "__main__":

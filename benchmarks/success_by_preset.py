@@ -2,21 +2,21 @@
 
     MS_ASSET_DIR=... .venv/bin/python benchmarks/success_by_preset.py --model CHECKPOINT_DIR
         [--tasks simpler/widowx_carrot_on_plate simpler/widowx_spoon_on_towel] [--episodes 24]
-        [--presets baseline tokens-only ...] [--workers 2] [--out benchmarks/results/success_by_preset]
+        [--presets baseline tokens-only ...] [--workers 2] [--out docs/results/success_by_preset.json]
+        [--runs runs/benchmarks/success_by_preset]
 
 Every (preset, task) pair is one ``vlart eval --via zmq`` run: a vlart server holding the preset's model, the thin
 client in the simulator workers, the official episode grid (the first ``--episodes`` of it) with the same seeds for
 every preset. The presets that prune the LLM share one calibration plan made first with ``vlart calibrate``. The table
 has SIMPLER's success (final step) and success at any step with 95% Wilson intervals, and the policy's latency as the
 simulator saw it (one control step through ZeroMQ: the median over episodes of each episode's p50); the JSON keeps
-each run's results.json path.
+each run's results.json path. The runs and the plan stay in ``--runs``; the JSON is rewritten after every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
 from envs.results import SUCCESS_RULES  # noqa: E402
 from policies.presets import load_preset  # noqa: E402
 
@@ -39,8 +40,8 @@ def vlart(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def evaluate(model: str, preset: str, task: str, plan: Path | None, args: argparse.Namespace, out: Path) -> dict:
-    run_dir = out / preset / task.replace("/", "__")
+def evaluate(model: str, preset: str, task: str, plan: Path | None, args: argparse.Namespace, runs: Path) -> dict:
+    run_dir = runs / preset / task.replace("/", "__")
     command = ["eval", "--suite", task, "--model", model, "--via", "zmq", "--episodes", str(args.episodes),
                "--workers", str(args.workers), "--seed", str(args.seed), "--no-video", "--out", str(run_dir)]
     if preset != "baseline":
@@ -54,7 +55,7 @@ def evaluate(model: str, preset: str, task: str, plan: Path | None, args: argpar
     return {"preset": preset, "task": task, "episodes": entry["episodes"], "failed_runs": entry["failed_runs"],
             **{rule: entry[rule] for rule in SUCCESS_RULES}, "grasped": entry.get("grasped"),
             "step_latency_ms_median_of_episode_p50s": round(float(np.median(latencies)), 2) if latencies else None,
-            "results": str(run_dir / "results.json")}
+            "results": repo_relative(run_dir / "results.json")}
 
 
 def table(rows: list[dict]) -> str:
@@ -80,24 +81,22 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration-frames", type=int, default=16)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "success_by_preset"))
+    parser.add_argument("--out", default=str(RESULTS / "success_by_preset.json"))
+    parser.add_argument("--runs", default=str(RUNS / "success_by_preset"), help="the eval runs and the plan")
     args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    runs = Path(args.runs)
     plan = None
     if any(preset != "baseline" and load_preset(preset).needs_calibration for preset in args.presets):
-        plan = out / "plan.json"
+        plan = runs / "plan.json"
         vlart("calibrate", "--model", args.model, "--frames", str(args.calibration_frames), "--tasks", *args.tasks,
               "--out", str(plan))
     rows = []
     for preset in args.presets:
         for task in args.tasks:
-            rows.append(evaluate(args.model, preset, task, plan, args, out))
-            (out / "summary.json").write_text(json.dumps(
-                {"model": args.model, "episodes": args.episodes, "seed": args.seed, "host": platform.node(),
-                 "rows": rows}, indent=2))
+            rows.append(evaluate(args.model, preset, task, plan, args, runs))
+            write_stamped(args.out, {"benchmark": "success_by_preset", "episodes": args.episodes, "seed": args.seed,
+                                     "plan": repo_relative(plan) if plan else None, "rows": rows}, args.model)
     print(table(rows))
-    print(f"wrote {out / 'summary.json'}")
     return 0
 
 

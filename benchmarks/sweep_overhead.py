@@ -1,7 +1,8 @@
 """What running an evaluation as a Ray sweep costs, and what a kill costs a sweep.
 
     .venv/bin/python benchmarks/sweep_overhead.py [--episodes 24] [--workers 2] [--rounds 1] [--kill-at 12]
-        [--model checkpoints/cogact-demo] [--out benchmarks/results/sweep_overhead.json]
+        [--model checkpoints/cogact-demo] [--work runs/benchmarks/sweep_overhead]
+        [--out docs/results/sweep_overhead.json]
 
 1. **Overhead.** The same cell, ``--episodes`` of the spoon task with ``--model``, as ``vlart eval --workers W``
    (its own server process, W worker processes) and as ``vlart sweep`` of a one-cell YAML (a local Ray runtime, a
@@ -10,7 +11,7 @@
 2. **Resume.** The sweep killed (SIGKILL to its process group) once ``--kill-at`` episodes are on disk, then the
    same command again: episodes run again that had finished (should be 0), and the total wall time of both parts.
 
-Prints a table and writes JSON.
+Prints a table and writes JSON; the runs (eval and sweep output folders) stay in ``--work``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "benchmarks" / "results" / "sweep_overhead.json"
+sys.path.insert(0, str(REPO))
+
+from benchmarks.evidence import RESULTS, RUNS, write_stamped  # noqa: E402
+
 TASK = "simpler/widowx_spoon_on_towel"
 
 
@@ -117,8 +120,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--kill-at", type=int, default=12, help="0: skip the resume measurement")
     parser.add_argument("--model", default=str(REPO / "checkpoints" / "cogact-demo"))
-    parser.add_argument("--work", default=str(REPO / "runs" / "sweep-overhead"))
-    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--work", default=str(RUNS / "sweep_overhead"))
+    parser.add_argument("--out", default=str(RESULTS / "sweep_overhead.json"))
     args = parser.parse_args()
     work = Path(args.work)
     if work.exists():
@@ -143,13 +146,9 @@ def main() -> int:
         print(f"resume: killed after {resumed['killed_after_episodes']} episodes ({resumed['killed_at_s']} s); "
               f"the rerun took {resumed['resume_wall_s']} s and ran {resumed['finished_episodes_run_again']} "
               "finished episodes again")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                               "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-                               "model": args.model, "episodes": args.episodes, "workers": args.workers,
-                               "runs": rows, "summary": summary, "resume": resumed}, indent=2))
-    print(f"wrote {out}")
+    write_stamped(args.out, {"benchmark": "sweep_overhead", "load_before": round(load_before, 2),
+                             "load_after": round(os.getloadavg()[0], 2), "episodes": args.episodes,
+                             "workers": args.workers, "runs": rows, "summary": summary, "resume": resumed}, args.model)
     return 0
 
 

@@ -1,13 +1,12 @@
 """What per-stage timing costs: wall-clock predict time of the tiny policy with ``runtime.timing`` stages, steps
 and off, interleaved so the machine's noise hits all three alike. Prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/timing_overhead.py [--rounds 200] [--out benchmarks/results/timing_overhead.json]
+    .venv/bin/python benchmarks/timing_overhead.py [--rounds 200] [--out docs/results/timing_overhead.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,20 +18,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+
+TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
 MODES = ("off", "stages", "steps")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "timing_overhead.json"))
+    parser.add_argument("--out", default=str(RESULTS / "timing_overhead.json"))
     args = parser.parse_args()
 
     from envs.sample_frames import real_frame
     from policies.loading import load_policy
     from policies.interface import Observation
 
-    policy = load_policy(REPO / "configs" / "models" / "cogact-tiny.yaml")
+    policy = load_policy(TINY)
     obs = Observation(real_frame()[0], "put the carrot on the plate")
     wall: dict[str, list[float]] = {m: [] for m in MODES}
     for round_ in range(args.rounds + 10):
@@ -49,10 +51,7 @@ def main() -> int:
     print(f"{'mode':<8}{'median ms':>11}{'mean ms':>10}{'vs off':>9}")
     for mode, row in rows.items():
         print(f"{mode:<8}{row['median_ms']:>11.3f}{row['mean_ms']:>10.3f}{row['vs_off']:>9.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "timing_overhead", "rounds": args.rounds, "results": rows}, indent=2))
-    print(f"wrote {out}")
+    write_stamped(args.out, {"benchmark": "timing_overhead", "rounds": args.rounds, "results": rows}, str(TINY))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Training step time of one model in float32 and in bfloat16 autocast, measured in one run.
 
     .venv/bin/python benchmarks/train_step.py [--model configs/models/cogact-demo.yaml] [--batch 32] [--steps 6]
-        [--out benchmarks/results/train_step.json]
+        [--out docs/results/train_step.json]
 
 Synthetic frames (the model's input size) and normalised chunks; each step is augmentation-free forward (front end,
 LLM, DiT with 4 noise draws per sample), backward and an AdamW update, as ``vlart train`` runs it. The two precisions
@@ -11,7 +11,6 @@ alternate step by step so machine noise hits both alike; the first step of each 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(REPO / "configs" / "models" / "cogact-demo.yaml"))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train_step.json"))
+    parser.add_argument("--out", default=str(RESULTS / "train_step.json"))
     args = parser.parse_args()
     policy = load_policy(args.model)
     policy.train()
@@ -66,9 +67,8 @@ def main() -> int:
     for precision, row in rows.items():
         print(f"{precision:<12}{row['mean_s']:>14.3f}{row['p50_s']:>13.3f}")
     print(f"bfloat16 speedup {speedup:.2f}x ({args.model}, batch {args.batch}, {args.steps} steps each)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"model": args.model, "batch": args.batch, "steps": args.steps,
-                                          "rows": rows, "speedup": round(speedup, 3)}, indent=2))
+    write_stamped(args.out, {"benchmark": "train_step", "batch": args.batch, "steps": args.steps, "rows": rows,
+                             "speedup": round(speedup, 3)}, args.model)
     return 0
 
 

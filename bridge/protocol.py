@@ -1,4 +1,4 @@
-"""The vlart wire protocol, version 1 (specified in ``bridge/PROTOCOL.md``): message envelope, types, error codes and
+"""The vlart wire protocol, version 1 (specified in ``docs/protocol.md``): message envelope, types, error codes and
 the validation of each payload. Shared by the server and the thin client; imports only numpy, msgpack and the
 numpy-only ``policies.interface``."""
 

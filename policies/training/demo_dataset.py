@@ -1,4 +1,4 @@
-"""Demonstrations in vlart's HDF5 layout (``envs/DEMOS.md``) as training samples.
+"""Demonstrations in vlart's HDF5 layout (``docs/demonstrations.md``) as training samples.
 
 A sample is one step t of one episode: the frame before step t, the instruction, and the action chunk
 actions[t : t + T] normalised with CogACT's ``BOUNDS_Q99`` rule. Past the episode's end a chunk is padded as

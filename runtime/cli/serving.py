@@ -141,7 +141,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve a policy over ZeroMQ",
                                 parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True)])
     serve.add_argument("--protocol", choices=PROTOCOLS, default="zmq",
-                       help="zmq: vlart's protocol (bridge/PROTOCOL.md; default); openpi: a websocket endpoint for "
+                       help="zmq: vlart's protocol (docs/protocol.md; default); openpi: a websocket endpoint for "
                             "openpi-client; vla-eval: a model server for allenai's vla-eval harness")
     serve.add_argument("--bind", default=None,
                        help=f"endpoint (default {DEFAULT_ZMQ_BIND} for zmq, {DEFAULT_WS_BIND} for the websocket "

@@ -1,0 +1,81 @@
+"""Where the benchmarks put what they measured, and the stamp every result file carries.
+
+The small artefacts the docs cite (JSON tables, PNG plots) go under ``RESULTS``, which git tracks, so that the
+evidence is in the repository beside the claim; what is bulky or only a means to them (eval run folders, traces,
+frames, calibration plans) goes under ``RUNS``, which git ignores. Every JSON result names the model(s) it measured,
+the command that wrote it, the machine and the checkout's commit, so that a number can be traced and rerun.
+
+Imported by the benchmark scripts (run from the repository, which they put on ``sys.path``), never by vlart itself.
+As a script it stamps a JSON result that another program wrote (``vlart profile --json`` in gpu_check.sh):
+
+    python3 -m benchmarks.evidence FILE --model MODEL [--model MODEL ...] --command "benchmarks/gpu_check.sh ..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from runtime.provenance import provenance
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+RUNS = REPO / "runs" / "benchmarks"
+STAMP = ("model", "command", "machine", "provenance")
+
+
+def repo_relative(path: str | Path) -> str:
+    """An existing path inside the checkout, relative to it (the same on every machine); anything else as given."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(REPO).as_posix() if resolved.exists() and resolved.is_relative_to(REPO) else str(path)
+
+
+def machine() -> dict[str, Any]:
+    found = {"platform": platform.platform(), "cpus": os.cpu_count(),
+             "processor": platform.processor() or platform.machine(),
+             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
+    # Asked of the driver, not of torch: most benchmarks never import torch, and a GPU number needs its card named.
+    if shutil.which("nvidia-smi"):
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=60, check=False)
+        if listed.returncode == 0:
+            found["gpus"] = [name.strip() for name in listed.stdout.splitlines() if name.strip()]
+    return found
+
+
+def write_stamped(out: str | Path, result: dict[str, Any], model: str | Sequence[str] | None,
+                  command: str | None = None) -> None:
+    """``result`` stamped with ``model`` (a path or name, or a list of them; None where no policy ran), ``command``
+    (default: this script's command line), the machine and the checkout's provenance, written as JSON to ``out``."""
+    if clash := set(STAMP) & result.keys():
+        raise ValueError(f"the stamp would overwrite the result's own {sorted(clash)}")
+    if model is not None:
+        model = repo_relative(model) if isinstance(model, str) else [repo_relative(name) for name in model]
+    stamped = {**result, "model": model,
+               "command": command or shlex.join([repo_relative(sys.argv[0]), *sys.argv[1:]]),
+               "machine": machine(), "provenance": provenance()}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(stamped, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", type=Path, help="a JSON object, stamped in place")
+    parser.add_argument("--model", action="append", required=True, help="the model measured (repeat for several)")
+    parser.add_argument("--command", required=True, help="the command that wrote the file")
+    args = parser.parse_args()
+    model = args.model[0] if len(args.model) == 1 else args.model
+    write_stamped(args.file, json.loads(args.file.read_text()), model, args.command)
+
+
+if __name__ == "__main__":
+    main()
