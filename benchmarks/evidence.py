@@ -74,7 +74,10 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the command that wrote the file")
     args = parser.parse_args()
     model = args.model[0] if len(args.model) == 1 else args.model
-    write_stamped(args.file, json.loads(args.file.read_text()), model, args.command)
+    result = json.loads(args.file.read_text())
+    if "model" in result:  # vlart's own JSON names the model as it printed it (`vlart info`, `vlart flops`)
+        result["model_as_printed"] = result.pop("model")
+    write_stamped(args.file, result, model, args.command)
 
 
 if __name__ == "__main__":
