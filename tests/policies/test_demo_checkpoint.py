@@ -20,8 +20,7 @@ def demo_policy():
 
 def test_checkpoint_is_small_and_self_contained():
     files = {p.name for p in CHECKPOINT.iterdir()}
-    assert {"config.yaml", "model.safetensors", "dataset_statistics.json", "tokenizer", "train_summary.json",
-            "loss.png"} <= files
+    assert {"config.yaml", "model.safetensors", "dataset_statistics.json", "tokenizer", "README.md"} <= files
     assert (CHECKPOINT / "model.safetensors").stat().st_size < 50e6
 
 
