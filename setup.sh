@@ -171,7 +171,19 @@ main() {
         local missing
         missing=$(real2sim_missing)
         if [[ -z "$missing" ]]; then
-            setup_real2sim
+            # In a subshell with errexit of its own, so that a failed build (e.g. no network for the clone) is caught
+            local existed=false status
+            [[ -x .venv-real2sim/bin/python ]] && existed=true
+            set +e
+            (set -e; setup_real2sim)
+            status=$?
+            set -e
+            if ((status != 0)); then
+                # Half built, it would pass for an interpreter that can run SimplerEnv; one built before is kept.
+                [[ $existed == true ]] || rm -rf .venv-real2sim
+                [[ -n "${1:-}" ]] && return "$status"
+                echo "setup: .venv-real2sim could not be built (the error is above); everything else is set up"
+            fi
         elif [[ -n "${1:-}" ]]; then
             echo "setup: ERROR: .venv-real2sim (the original SimplerEnv) needs: $missing" >&2
             return 1
