@@ -40,13 +40,14 @@ torch_requirement() {
     esac
 }
 
-# Installs torch into the environment of the given interpreter.
+# Installs torch alone into the environment of the given interpreter; the project's install that follows brings its
+# dependencies from the usual index (asking the CPU index for each of them too costs retries where it is unreachable).
 install_torch() {
     local python=$1 args
     args=$(torch_requirement)
     echo "setup: installing $(head -1 <<<"$args") into $python (TORCH_BUILD/TORCH_SPEC choose another build)"
     mapfile -t args <<<"$args"
-    "$python" -m pip --disable-pip-version-check -q install "${args[@]}"
+    "$python" -m pip --disable-pip-version-check -q install --no-deps "${args[@]}"
 }
 
 
