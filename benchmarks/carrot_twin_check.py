@@ -75,13 +75,6 @@ def rotvec_to_matrix(v: np.ndarray) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
 
 
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 # ---------------------------------------------------------------------------------------------------------------- #
 # SimplerEnv side (the .venv-real2sim interpreter: numpy < 2, SAPIEN 2; no torch, no mani_skill)
 # ---------------------------------------------------------------------------------------------------------------- #
@@ -299,8 +292,9 @@ def controller_rule_check(actions: np.ndarray, ee: np.ndarray, target: np.ndarra
     ``pivot_target``: new = previous target + dp (ManiSkill3's root_translation:root_aligned_body_rotation);
     ``pivot_measured_ee``: new = measured EE + dp + dR (previous target - measured EE) (SimplerEnv's "ee_align2")."""
     from envs.action_adapters import WidowXBridgeAdapter
+    from envs.geometry import quaternion_to_matrix
 
-    adapter, rb = WidowXBridgeAdapter(), quat_to_matrix(base_q)
+    adapter, rb = WidowXBridgeAdapter(), quaternion_to_matrix(base_q / np.linalg.norm(base_q))
     err_target, err_ee = [], []
     for t, action in enumerate(actions):
         a = adapter(action).astype(np.float64)

@@ -32,6 +32,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from envs.geometry import quaternion_to_matrix
+
 APPROACH_CLEARANCE = 0.03  # TCP above the object's top before descending (the open nails sit 3.4 cm behind it)
 MIN_APPROACH = 0.05  # and at least this far above the grasp point
 TRANSIT_CLEARANCE = 0.03  # TCP above the tallest object's top while travelling to the approach point
@@ -51,16 +53,6 @@ MAX_ROTATION_STEP = 0.35  # radians per step
 GRASP_CHECK_STEPS = 3  # lift steps before judging the grasp (the object must have left the table)
 REGRASP_STEPS = 30  # steps a retry needs (reopen, descend, close, lift): not started with fewer left
 TIE = 0.01  # metres: horizontal sides this close count as equal (a standing can): then the wrist turns least
-
-
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) -> rotation matrix (3, 3)."""
-    w, x, y, z = np.asarray(q, dtype=np.float64)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 def matrix_to_euler(r: np.ndarray) -> np.ndarray:

@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from envs.geometry import quaternion_multiply
+
 URDF_VERSIONS = (None, "recolor_tabletop_visual_matching_1", "recolor_tabletop_visual_matching_2",
                  "recolor_cabinet_visual_matching_1")
 # The drawer scripts loop over the same four in another order.
@@ -58,16 +60,6 @@ class GoogleEpisode:
                                else {"init_xy": np.array(self.obj_xy if self.obj_xy is not None else (0.0, 0.0))})
         return {"robot_init_options": {"init_xy": np.array(self.robot_xy), "init_rot_quat": self.robot_quat()},
                 "obj_init_options": obj}
-
-
-def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of two wxyz quaternions (4,) -> (4,)."""
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
 
 
 def _linspace(low: float, high: float, count: int) -> list[float]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.geometry import quaternion_multiply
+
 GRIDS = ("official", "heldout")  # where evaluation episodes put the objects: SIMPLER's grid, or off it
 MARGIN = 0.03
 MIN_POSITION_GAP = 0.005
@@ -23,17 +25,6 @@ YAW_TURN = (np.deg2rad(5.0), np.deg2rad(30.0))
 # Held-out episodes draw from their own random stream, so they never repeat a demonstration's placement
 # (demonstrations draw from default_rng(seed * 1000003 + attempt)).
 HELDOUT_STREAM = 0x4E1D0
-
-
-def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w1, x1, y1, z1 = a
-    w2, x2, y2, z2 = b
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])
 
 
 def quat_angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,7 +62,7 @@ class PlacementSampler:
         quat = self.official_quat[rng.integers(len(self.official_quat))].copy()
         while True:
             turn = rng.uniform(*YAW_TURN) * rng.choice([-1.0, 1.0])
-            source = _quat_multiply(np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]), quat[0])
+            source = quaternion_multiply(np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]), quat[0])
             if min(quat_angle(source, q) for q in self.official_quat[:, 0]) >= MIN_YAW_GAP:
                 break
         quat[0] = source

@@ -19,6 +19,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from envs.geometry import quaternion_to_matrix
+
 APPROACH_HEIGHT = 0.08
 LIFT_HEIGHT = 0.10
 RELEASE_CLEARANCE = 0.02
@@ -27,15 +29,6 @@ CLOSE_STEPS = 3
 OPEN_STEPS = 3
 MAX_YAW_STEP = 0.4
 MAX_REGRASPS = 2
-
-
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 class ScriptedExpert:
@@ -91,7 +84,7 @@ class ScriptedExpert:
         size = self.env.episode_model_bbox_sizes[self.env.source_obj_name].reshape(-1)[:2].cpu().numpy()
         axis = np.zeros(3)
         axis[int(np.argmax(np.abs(size)))] = 1.0
-        direction = _quat_to_matrix(source.pose.q[0].cpu().numpy().astype(np.float64)) @ axis
+        direction = quaternion_to_matrix(source.pose.q[0].cpu().numpy().astype(np.float64)) @ axis
         yaw = float(np.arctan2(direction[1], direction[0]))
         return (yaw + np.pi / 2) % np.pi - np.pi / 2
 
@@ -101,7 +94,7 @@ class ScriptedExpert:
 
     def _base_frame(self) -> tuple[np.ndarray, np.ndarray]:
         base = self.env.agent.robot.pose
-        return base.p[0].cpu().numpy().astype(np.float64), _quat_to_matrix(base.q[0].cpu().numpy().astype(np.float64))
+        return base.p[0].cpu().numpy().astype(np.float64), quaternion_to_matrix(base.q[0].cpu().numpy().astype(np.float64))
 
     def _controller_target(self) -> np.ndarray:
         """The arm controller's current target position, in the base frame (deltas accumulate on it)."""

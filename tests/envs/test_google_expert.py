@@ -35,11 +35,10 @@ from envs.google_expert import (
     parse_range,
     parse_shard,
     place_point,
-    quaternion_to_matrix,
     rotation_angle,
     rotation_step,
 )
-from envs.google_robot_grids import quaternion_multiply
+from envs.geometry import quaternion_multiply, quaternion_to_matrix
 from tests.conftest import REPO
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.google_robot_grids import GOOGLE_GRIDS, quaternion_multiply
+from envs.geometry import quaternion_multiply
+from envs.google_robot_grids import GOOGLE_GRIDS
 from envs.registry import SUITES, TASKS
 
 
