@@ -36,7 +36,7 @@ class NoOpPolicy:
     """Answers every observation with a zero chunk immediately: isolates what the bridge costs."""
 
     def __init__(self) -> None:
-        from policies.interface import Conventions
+        from policies.api.interface import Conventions
 
         self.conventions = Conventions(
             action_dim=7, action_names=("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"),
@@ -52,7 +52,7 @@ class NoOpPolicy:
         pass
 
     def predict_action(self, obs, seed=None):
-        from policies.interface import PolicyOutput
+        from policies.api.interface import PolicyOutput
 
         chunk = np.zeros((16, 7), np.float32)
         return PolicyOutput(actions=chunk, normalized_actions=chunk, action=chunk[0], timings_ms={})
@@ -73,7 +73,7 @@ def serve(kind: str, port_queue: "mp.Queue", stop: "mp.Event") -> None:
                 decode(sock.recv())
                 sock.send(reply)
         return
-    from bridge.server import PolicyServer
+    from bridge.server.policy_server import PolicyServer
 
     if kind == "noop":
         policy = NoOpPolicy()

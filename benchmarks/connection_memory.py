@@ -51,7 +51,7 @@ def frame_bytes(protocol: str, seq: int, padded: bool) -> bytes:
         return vlart.pack(vlart.INFER, seq, {"images": {"primary": image}, "instruction": INSTRUCTION, "seed": seq,
                                              "padding": padding})
     if protocol == "openpi":
-        from bridge.openpi_endpoint import encode
+        from bridge.server.openpi import encode
 
         return encode({"observation/image": image, "prompt": INSTRUCTION, "seed": seq, "observation/state": padding})
     from bridge import codec

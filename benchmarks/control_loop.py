@@ -36,8 +36,8 @@ def main() -> int:
 
     from envs.sample_frames import real_frame
     from policies.loading import load_policy
-    from policies.interface import Observation
-    from runtime.control_loop import ControlLoop, ControlLoopConfig, policy_predictor, ticks_of_delay
+    from policies.api.interface import Observation
+    from runtime.robot.control_loop import ControlLoop, ControlLoopConfig, policy_predictor, ticks_of_delay
 
     policy = load_policy(args.model)
     frame, _ = real_frame()

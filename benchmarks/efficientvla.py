@@ -32,7 +32,7 @@ PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "fastv", "effi
 
 def evaluation_observations(count: int) -> tuple[list, str]:
     from envs.sample_frames import simpler_available
-    from runtime.calibration_data import sample_observations
+    from runtime.app.calibration_data import sample_observations
 
     if not simpler_available():
         return sample_observations(count), "sample Bridge frame"
@@ -67,9 +67,9 @@ def main() -> int:
     from policies.acceleration.calibration import calibrate
     from policies.loading import load_policy
     from policies.flops import StepShape, count_flops
-    from runtime.calibration_data import calibration_observations
-    from runtime.policy_loader import load_policy_with_preset
-    from runtime.profile import round_robin
+    from runtime.app.calibration_data import calibration_observations
+    from runtime.app.policy_loader import load_policy_with_preset
+    from runtime.app.profile import round_robin
 
     observations, source = evaluation_observations(args.frames)
     baseline_model = load_policy(args.model)

@@ -37,7 +37,7 @@ BINDS = {"zmq": "tcp://127.0.0.1:*", "openpi": "ws://127.0.0.1:0", "vla-eval": "
 
 
 def expected_chunk(frame: np.ndarray, instruction: str, sample_seed: int) -> np.ndarray:
-    from policies.interface import Observation
+    from policies.api.interface import Observation
     from policies.loading import load_policy
 
     return load_policy(TINY).session().predict_action(Observation(frame, instruction), seed=sample_seed).actions
@@ -103,7 +103,7 @@ def valid_request(protocol: str, endpoint: str) -> dict:
 
         with connect(endpoint, compression=None, max_size=None) as ws:
             if protocol == "openpi":
-                from bridge.openpi_endpoint import decode, encode
+                from bridge.server.openpi import decode, encode
 
                 ws.recv(timeout=60)
                 ws.send(encode({"observation/image": frame, "prompt": instruction, "seed": sample_seed}))

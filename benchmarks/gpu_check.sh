@@ -24,9 +24,9 @@ if not torch.cuda.is_available():
 print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
 PY
 common=(--device cuda --set runtime.dtype=bfloat16 --budget configs/budgets/widowx-5hz.yaml --steps 30 --warmup 5)
-python3 -m runtime.cli profile --model configs/models/cogact-small.yaml "${common[@]}" \
+python3 -m runtime.app.cli profile --model configs/models/cogact-small.yaml "${common[@]}" \
     --json "$out/gpu_profile_small.json"
-python3 -m runtime.cli profile --model configs/models/cogact-base.yaml "${common[@]}" \
+python3 -m runtime.app.cli profile --model configs/models/cogact-base.yaml "${common[@]}" \
     --set llm.tokenizer=vlart-tiny --ddim-steps --json "$out/gpu_profile_base.json" --plot "$out/gpu_profile_base.png"
 for size in small base; do
     python3 -m benchmarks.evidence "$out/gpu_profile_$size.json" --model "configs/models/cogact-$size.yaml" \

@@ -38,7 +38,7 @@ def config_path(name: str) -> Path:
 def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
     from envs.sample_frames import sample_frame
     from policies.loading import load_policy
-    from policies.interface import Observation
+    from policies.api.interface import Observation
 
     t0 = time.perf_counter()
     policy = load_policy(config_path(name), device=device)

@@ -70,7 +70,7 @@ def run_cell(args: argparse.Namespace, task: str, name: str, extra: list[str]) -
         return run_dir
     if args.report_only:
         return None
-    command = [sys.executable, "-m", "runtime.cli", "eval", "--suite", task, "--model", args.model,
+    command = [sys.executable, "-m", "runtime.app.cli", "eval", "--suite", task, "--model", args.model,
                "--workers", str(args.workers), "--grid", args.grid, "--no-video", "--out", str(run_dir), *extra]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()

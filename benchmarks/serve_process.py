@@ -21,7 +21,7 @@ class ServeProcess:
     to a log file (``log()``), so that a benchmark can check what the server said."""
 
     def __init__(self, model: str, *extra: str, warmup: int = 2, ready_timeout_s: float = 600.0) -> None:
-        command = [sys.executable, "-m", "runtime.cli", "serve", "--model", model, "--warmup", str(warmup), *extra]
+        command = [sys.executable, "-m", "runtime.app.cli", "serve", "--model", model, "--warmup", str(warmup), *extra]
         self._log = tempfile.NamedTemporaryFile("w+", prefix="vlart-serve-", suffix=".log")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
                                         env=dict(os.environ, PYTHONPATH=str(REPO)))

@@ -35,7 +35,7 @@ TASK = "simpler/widowx_spoon_on_towel"
 
 
 def vlart(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.cli", *args]
+    return [sys.executable, "-m", "runtime.app.cli", *args]
 
 
 def env() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""What per-stage timing costs: wall-clock predict time of the tiny policy with ``runtime.timing`` stages, steps
+"""What per-stage timing costs: wall-clock predict time of the tiny policy with ``runtime.core.timing`` stages, steps
 and off, interleaved so the machine's noise hits all three alike. Prints a table and writes JSON.
 
     .venv/bin/python benchmarks/timing_overhead.py [--rounds 200] [--out docs/results/timing_overhead.json]
@@ -32,7 +32,7 @@ def main() -> int:
 
     from envs.sample_frames import real_frame
     from policies.loading import load_policy
-    from policies.interface import Observation
+    from policies.api.interface import Observation
 
     policy = load_policy(TINY)
     obs = Observation(real_frame()[0], "put the carrot on the plate")

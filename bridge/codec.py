@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from runtime.safe_repr import bounded_repr, describe_exception
+from runtime.core.safe_repr import bounded_repr, describe_exception
 
 ARRAY_TAG = "__ndarray__"
 ALLOWED_DTYPES = frozenset(

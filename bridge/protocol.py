@@ -1,6 +1,6 @@
 """The vlart wire protocol, version 1 (specified in ``docs/protocol.md``): message envelope, types, error codes and
 the validation of each payload. Shared by the server and the thin client; imports only numpy, msgpack and the
-numpy-only ``policies.interface``."""
+numpy-only ``policies.api.interface``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import msgpack
 import numpy as np
 
 from bridge.codec import CodecError, decode, encode
-from policies.interface import ChunkContinuation, Conventions, continuation_problem, image_problem, instruction_problem
-from runtime.safe_repr import bounded_repr
+from policies.api.interface import ChunkContinuation, Conventions, continuation_problem, image_problem, instruction_problem
+from runtime.core.safe_repr import bounded_repr
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from envs.placements import GRIDS
-from envs.timing import TimingConfig
+from envs.timed_episode import TimingConfig
 
 
 @dataclass

@@ -27,7 +27,7 @@ from envs.google_robot_grids import GOOGLE_GRIDS, GoogleEpisode
 from envs.registry import TaskSpec
 from envs.rendering import check_asset_dir, configure_rendering
 from envs.sim_env import StepResult
-from policies.interface import Observation
+from policies.api.interface import Observation
 
 CONTROL_MODE = ("arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_"
                 "interpolate_by_planner")

@@ -13,7 +13,7 @@ import time
 from typing import IO, Any, Optional
 
 from envs.eval_config import EpisodeJob
-from envs.eval_runner import serve_jobs
+from runtime.app.evaluation import serve_jobs
 from envs.real2sim_workers import config_from_dict, encode
 
 

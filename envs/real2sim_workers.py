@@ -29,7 +29,7 @@ import numpy as np
 
 from envs.eval_config import EpisodeJob, EvalConfig
 from envs.results import EpisodeRecord
-from envs.timing import TimingConfig
+from envs.timed_episode import TimingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON_ENV = "VLART_REAL2SIM_PYTHON"
@@ -147,7 +147,7 @@ class Real2SimWorkerProcess:
 
 
 class Real2SimEpisodeWorker:
-    """``envs.eval_runner.EpisodeWorker``'s interface (``prepare``, ``run``, ``close``, ``model_config``) over one
+    """``runtime.app.evaluation.EpisodeWorker``'s interface (``prepare``, ``run``, ``close``, ``model_config``) over one
     worker in the SimplerEnv interpreter, handed one job at a time (``vlart sweep``'s episode actors). A worker that
     dies raises ``RuntimeError`` with its exit code."""
 

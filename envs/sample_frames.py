@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from runtime.resources import config_file
+from runtime.core.resources import config_file
 
 FIRST_FRAME_TASK = "simpler/widowx_carrot_on_plate"
 

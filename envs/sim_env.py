@@ -19,7 +19,7 @@ from envs.action_adapters import GoogleRobotAdapter, NormalizedEEDeltaAdapter, W
 from envs.placements import GRIDS, Placement, PlacementSampler
 from envs.registry import TaskSpec
 from envs.rendering import check_simpler_assets, configure_rendering
-from policies.interface import Observation
+from policies.api.interface import Observation
 
 ADAPTERS = {"widowx_bridge": WidowXBridgeAdapter, "google_robot": GoogleRobotAdapter,
             "ee_delta_normalized": NormalizedEEDeltaAdapter}

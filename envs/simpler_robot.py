@@ -23,8 +23,8 @@ from typing import Any, Optional
 import numpy as np
 
 from envs.registry import TASKS
-from policies.interface import Observation
-from runtime.robot import RobotAdapter
+from policies.api.interface import Observation
+from runtime.robot.runner import RobotAdapter
 
 
 def resolve_task(task: str) -> str:

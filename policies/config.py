@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import yaml
 
-from runtime.yaml_config import ConfigError, apply_overrides, from_dict, read_yaml_mapping, to_dict
+from runtime.core.yaml_config import ConfigError, apply_overrides, from_dict, read_yaml_mapping, to_dict
 
 
 @dataclass
@@ -479,7 +479,7 @@ class RuntimeConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"runtime.dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.timing not in ("stages", "steps", "off"):
-            raise ConfigError(f"runtime.timing must be stages, steps or off; got {self.timing!r}")
+            raise ConfigError(f"runtime.core.timing must be stages, steps or off; got {self.timing!r}")
 
 
 @dataclass

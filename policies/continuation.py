@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from policies.interface import ChunkContinuation, continuation_problem
+from policies.api.interface import ChunkContinuation, continuation_problem
 from policies.normalization import ActionStatistics
 
 REPAINT_STREAM = 1  # spawn key of the inpainting noise stream, a child of the request's seed

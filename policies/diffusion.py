@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler
 from policies.config import SamplerConfig
 from policies.continuation import ChunkInpainting
 from policies.torch_context import default_dtype
-from runtime.timing import StageTimer
+from runtime.core.timing import StageTimer
 
 NoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

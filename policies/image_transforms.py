@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from policies.interface import image_problem
+from policies.api.interface import image_problem
 
 DINO_MEAN = (0.485, 0.456, 0.406)
 DINO_STD = (0.229, 0.224, 0.225)

@@ -26,7 +26,7 @@ from policies.cogact.release_writer import export_cogact_pt, export_release
 from policies.config import PolicyConfig, dtype_name, load_config
 from policies.factory import CONFIG_FILE, build_policy, load_checkpoint, save_pretrained
 from policies.policy import CogACTPolicy
-from runtime.resources import config_file
+from runtime.core.resources import config_file
 
 FORMATS = ("cogact-pt", "cogact-release", "cogact-manifest", "safetensors")
 MODEL_SUFFIXES = (".yaml", ".yml")

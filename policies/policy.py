@@ -21,10 +21,10 @@ from policies.action_head import DiffusionTransformer
 from policies.config import PolicyConfig
 from policies.continuation import ChunkInpainting, inpainting_for
 from policies.diffusion import DDIMActionSampler
-from policies.ensemble import AdaptiveActionEnsemble
+from policies.api.ensemble import AdaptiveActionEnsemble
 from policies.front_ends.registry import build_front_end
 from policies.image_transforms import center_crop, validate_image
-from policies.interface import (
+from policies.api.interface import (
     ACTION_NAMES,
     ChunkContinuation,
     Conventions,
@@ -36,7 +36,7 @@ from policies.interface import (
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
 from policies.projector import FusedMLPProjector
-from runtime.timing import StageTimer
+from runtime.core.timing import StageTimer
 
 
 def validate_instruction(instruction: object, field_name: str = "instruction") -> str:
@@ -108,6 +108,7 @@ class CogACTPolicy(nn.Module):
             image_keys=("primary",),
             unnorm_key=self.statistics.unnorm_key if self.statistics is not None else None,
             ensemble_horizon=self.config.actions.ensemble_horizon if self.config.actions.ensemble else None,
+            ensemble_alpha=self.config.actions.ensemble_alpha if self.config.actions.ensemble else None,
         )
 
     def reset(self) -> None:

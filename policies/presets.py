@@ -16,8 +16,8 @@ from policies.acceleration.dit_cache import DiTFeatureCache
 from policies.acceleration.pruning import drop_layers, prune_mlp_channels, scaled_depth
 from policies.acceleration.token_selection import FastVSelector, TaskAwareSelector
 from policies.policy import CogACTPolicy
-from runtime.resources import config_file
-from runtime.yaml_config import ConfigError, from_dict, read_yaml_mapping
+from runtime.core.resources import config_file
+from runtime.core.yaml_config import ConfigError, from_dict, read_yaml_mapping
 
 
 @dataclass

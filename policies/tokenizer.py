@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from policies.interface import IMAGE_PLACEHOLDER, instruction_problem
+from policies.api.interface import IMAGE_PLACEHOLDER, instruction_problem
 
 BUILTIN_TOKENIZERS = Path(__file__).resolve().parent / "assets" / "tokenizers"
 TINY_TOKENIZER_NAME = "vlart-tiny"

@@ -1,4 +1,4 @@
-"""The import layers of shared/design.md ("Who may import whom"), read from the source with ``ast``: no import cycle,
+"""The import layers of docs/architecture.md ("Who may import whom"), read from the source with ``ast``: no import cycle,
 no module importing one from a higher layer, package ``__init__`` files importing nothing of ours eagerly, and the
 robot side (layers 1, 2 and 4) free of torch, transformers and mani_skill at module level.
 
@@ -17,18 +17,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("runtime", "policies", "bridge", "envs")
 
-# Layer of each module (design.md); a module not named here takes its top-level package's DEFAULT_LAYERS entry.
-LAYERS: dict[str, int] = {
-    "runtime.timing": 1, "runtime.budgets": 1, "runtime.yaml_config": 1, "runtime.resources": 1,
-    "runtime.provenance": 1, "runtime.virtual_time": 1, "runtime.safe_repr": 1,
-    "policies.interface": 2, "policies.ensemble": 2,
-    "bridge.codec": 4, "bridge.protocol": 4, "bridge.limits": 4, "bridge.client": 4, "bridge.keys": 4, "runtime.control_loop": 4,
-    "runtime.robot": 4, "runtime.robot_template": 4,  # the robot side: RobotAdapter, RobotRunner, the arm template
-    "bridge.server": 5,
-    "envs.eval_runner": 6,  # evaluation orchestration (design.md's layer 6): loads the policy and its preset inproc
-    "envs.real2sim_workers": 6, "envs.real2sim_worker_main": 6,  # its workers in the SimplerEnv interpreter
+# The layer of each folder (docs/architecture.md); a module takes the layer of the deepest folder that holds it.
+FOLDER_LAYERS: dict[str, int] = {
+    "runtime.core": 1,      # building blocks: timing, budgets, virtual time, config files, resources, provenance
+    "policies.api": 2,      # what the robot imports of the policy: Observation, the Policy protocol, ensemble
+    "policies": 3,          # the policy: model, front ends, acceleration, training, checkpoints
+    "bridge": 4,            # the robot side of the wire: codec, protocol, limits, client, keys
+    "runtime.robot": 4,     # the robot side of the loop: control loop, execution strategies, robot adapters
+    "bridge.server": 5,     # the policy server and its websocket endpoints
+    "envs": 5,              # simulators, tasks, the episode runner and its workers, experts
+    "runtime.app": 6,       # the vlart command and what only it runs: evaluation, sweeps, reports, profile
 }
-DEFAULT_LAYERS = {"policies": 3, "envs": 5, "runtime": 6, "bridge": 6}
 ROBOT_SIDE = (1, 2, 4)
 # What the robot side must install and import without (design.md): the policy and simulator stacks.
 HEAVY = ("torch", "transformers", "diffusers", "safetensors", "tokenizers", "mani_skill", "sapien", "gymnasium")
@@ -68,7 +67,13 @@ def is_package(module: str) -> bool:
 
 
 def layer(module: str) -> int:
-    return LAYERS.get(module, DEFAULT_LAYERS[module.split(".")[0]])
+    """The layer of the deepest folder in FOLDER_LAYERS that holds ``module``."""
+    parts = module.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        folder = ".".join(parts[:end])
+        if folder in FOLDER_LAYERS:
+            return FOLDER_LAYERS[folder]
+    raise KeyError(f"{module} lies in no layer's folder ({', '.join(FOLDER_LAYERS)}): move it into one")
 
 
 def _type_checking_block(node: ast.AST) -> bool:
@@ -162,9 +167,19 @@ def find_cycle(graph: dict[str, dict[str, Import]]) -> list[str]:
     return []
 
 
-def test_the_layer_table_names_existing_modules():
-    # a module named in LAYERS that no longer exists means the table is stale
-    assert set(LAYERS) <= set(MODULES), f"LAYERS names modules that do not exist: {sorted(set(LAYERS) - set(MODULES))}"
+def test_every_module_lies_in_a_layer_folder():
+    # a module directly under runtime/ (or a new top-level folder) would have no layer
+    homeless = [m for m in MODULES if not is_package(m) and not _has_layer(m)]
+    assert not homeless, f"modules in no layer's folder: {homeless}"
+    assert set(FOLDER_LAYERS) <= set(MODULES), "FOLDER_LAYERS names a folder that is not a package"
+
+
+def _has_layer(module: str) -> bool:
+    try:
+        layer(module)
+    except KeyError:
+        return False
+    return True
 
 
 def test_no_import_cycle():
@@ -192,8 +207,8 @@ def floor(package: str) -> int:
 
 def test_package_init_files_import_nothing_eagerly():
     # An __init__ runs before any module of its package is imported, so an eager import there is a dependency of
-    # every module below it. Allowed: modules of the package itself no higher than its lowest layer (runtime.cli,
-    # all layer 6, registers its subcommands); runtime/, which holds layers 1 to 6, must stay empty.
+    # every module below it. Allowed: modules of the package itself no higher than its lowest layer (runtime.app.cli,
+    # layer 6, registers its subcommands); runtime/, which holds layers 1, 4 and 6, must stay empty.
     bad = [
         str(item)
         for module in MODULES if is_package(module)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from policies.interface import Observation
+from policies.api.interface import Observation
 
 MLP_RULES = ("activation", "weight")
 

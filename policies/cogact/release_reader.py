@@ -20,7 +20,7 @@ from policies.cogact.release_layout import BASE_VLMS, CHECKPOINT_DIR, RELEASE_CO
 from policies.config import DIT_SIZES, PolicyConfig, load_config
 from policies.factory import STATISTICS_FILE, build_policy
 from policies.policy import CogACTPolicy
-from runtime.yaml_config import ConfigError, apply_overrides, from_dict
+from runtime.core.yaml_config import ConfigError, apply_overrides, from_dict
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from policies.cogact.release_layout import BASE_VLMS, CHECKPOINT_DIR, RELEASE_CO
 from policies.config import DIT_SIZES, PolicyConfig, save_config
 from policies.factory import STATISTICS_FILE
 from policies.policy import CogACTPolicy
-from runtime.yaml_config import from_dict
+from runtime.core.yaml_config import from_dict
 
 
 def export_cogact_pt(policy: CogACTPolicy, path: str | Path) -> Path:

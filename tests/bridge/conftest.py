@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from bridge.client import PolicyClient
-from bridge.server import PolicyServer
+from bridge.server.policy_server import PolicyServer
 
 
 class WrappedPolicy:
@@ -32,7 +32,7 @@ class WrappedPolicy:
 def websocket_endpoint(policy, protocol_name: str):
     """``policy`` behind a server on a fresh in-process address and the ``protocol_name`` endpoint in front of it,
     on a free loopback port, both stopped afterwards."""
-    from runtime.cli.serving import make_websocket_endpoint
+    from runtime.app.cli.serving import make_websocket_endpoint
 
     server = PolicyServer(policy, bind=f"inproc://vlart-test-{protocol_name}-{uuid.uuid4().hex}").start()
     front = make_websocket_endpoint(protocol_name, "ws://127.0.0.1:0", policy, server, 1_000_000).start()

@@ -10,8 +10,8 @@ import zmq
 
 from bridge import protocol
 from bridge.client import PolicyClient, ServerError
-from bridge.server import PolicyServer
-from policies.interface import Observation
+from bridge.server.policy_server import PolicyServer
+from policies.api.interface import Observation
 from tests.bridge.conftest import WrappedPolicy, wait_for
 
 TOLERANCE = 1e-5

@@ -5,7 +5,7 @@ import pytest
 
 from bridge.client import PolicyClient, PolicyTimeout
 from bridge.keys import generate_keys, load_client_keys, load_server_keys
-from bridge.server import PolicyServer
+from bridge.server.policy_server import PolicyServer
 from tests.bridge.conftest import wait_for
 
 

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 
 from bridge import codec, protocol
 from bridge.client import PolicyClient, ServerError
-from bridge.server import PolicyServer
-from runtime.safe_repr import bounded_repr
+from bridge.server.policy_server import PolicyServer
+from runtime.core.safe_repr import bounded_repr
 from tests.bridge import hostile
 from tests.bridge.conftest import GatedPolicy, wait_for, websocket_endpoint
 
@@ -71,7 +71,7 @@ def assert_serves(server: PolicyServer, frame: np.ndarray, tiny_policy) -> None:
     with PolicyClient(server.endpoint, timeout_s=60) as client:
         assert client.ping()["status"] == "ok"
         result = client.infer(frame, "pick coke can", seed=3)
-    from policies.interface import Observation
+    from policies.api.interface import Observation
 
     expected = tiny_policy.session().predict_action(Observation(frame, "pick coke can"), seed=3)
     np.testing.assert_allclose(result.actions, expected.actions, atol=1e-5, rtol=0)
@@ -249,7 +249,7 @@ def test_a_dead_worker_is_reported_by_the_health_checks(tiny_policy):
 def _poison_job(server: PolicyServer):
     """A queued job whose reset raises SystemExit in the worker: the worker thread dies as it would on a fatal
     error."""
-    from bridge.server import ClientSession, Job
+    from bridge.server.policy_server import ClientSession, Job
 
     class Fatal:
         def reset(self):
@@ -268,7 +268,7 @@ def free_port() -> int:
 
 def test_vlart_serve_exits_non_zero_when_its_socket_thread_dies(monkeypatch, capsys):
     """The command a supervisor runs: a dead socket thread ends `vlart serve` with exit code 1, not 0."""
-    from runtime.cli import main
+    from runtime.app.cli import main
     from tests.conftest import TINY
 
     def explode(self, router):
@@ -336,7 +336,7 @@ def test_a_server_refuses_an_inflight_limit_below_one_message(tiny_policy):
 
 @pytest.mark.parametrize("protocol_name", ["openpi", "vla-eval"])
 def test_connections_beyond_the_limit_are_refused_with_503_and_admitted_once_one_closes(tiny_policy, protocol_name):
-    from runtime.cli.serving import make_websocket_endpoint
+    from runtime.app.cli.serving import make_websocket_endpoint
 
     server = PolicyServer(tiny_policy, bind=f"inproc://vlart-test-{uuid.uuid4().hex}").start()
     front = make_websocket_endpoint(protocol_name, "ws://127.0.0.1:0", tiny_policy, server, 1_000_000,
@@ -361,7 +361,7 @@ def test_connections_beyond_the_limit_are_refused_with_503_and_admitted_once_one
 
 
 def test_a_bad_request_through_an_endpoint_is_not_busy_and_gives_its_bytes_back(openpi):
-    from bridge.openpi_endpoint import encode
+    from bridge.server.openpi import encode
 
     frame = encode({"observation/image": np.zeros((4, 4, 3), np.float32), "prompt": "pick"})
     assert hostile.send_openpi(openpi.url, frame) == "error"

@@ -6,7 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from policies.interface import Observation
+from policies.api.interface import Observation
 from tests.bridge.conftest import websocket_endpoint
 
 pytest.importorskip("websockets")

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 def start_server(endpoint: str) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "serve", "--model", str(TINY), "--bind", endpoint],
+        [sys.executable, "-m", "runtime.app.cli", "serve", "--model", str(TINY), "--bind", endpoint],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 300  # bounds a failing start only
@@ -69,7 +69,7 @@ def test_sigterm_shuts_down_cleanly():
 
 
 def test_cli_client_against_a_live_server(server, capsys):
-    from runtime.cli import main
+    from runtime.app.cli import main
     from tests.conftest import SAMPLE_IMAGE
 
     assert main(["client", "--connect", server.endpoint, "--image", str(SAMPLE_IMAGE),
@@ -82,7 +82,7 @@ def test_cli_client_against_a_live_server(server, capsys):
 
 
 def test_cli_keys_generate(tmp_path, capsys):
-    from runtime.cli import main
+    from runtime.app.cli import main
 
     assert main(["keys", "generate", str(tmp_path), "--client", "arm", "--client", "base"]) == 0
     printed = capsys.readouterr().out.split()

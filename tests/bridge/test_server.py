@@ -8,8 +8,8 @@ import zmq
 
 from bridge import protocol
 from bridge.client import PolicyClient, PolicyTimeout, ServerError
-from bridge.server import PolicyServer
-from policies.interface import ChunkContinuation, Observation
+from bridge.server.policy_server import PolicyServer
+from policies.api.interface import ChunkContinuation, Observation
 from tests.bridge.conftest import GatedPolicy, WrappedPolicy, wait_for
 from tests.policies.test_continuation import plan_prefix
 
@@ -451,7 +451,7 @@ def test_req_socket_clients_work_too(server, frame):
 
 
 def test_budget_verdict_in_replies_and_ping(tiny_policy, frame, tmp_path):
-    from runtime.budgets import LatencyBudget, load_budget
+    from runtime.core.budgets import LatencyBudget, load_budget
 
     path = tmp_path / "budget.yaml"
     path.write_text("name: tight\ncontrol_rate_hz: 5\nwarmup_steps: 1\nstages_ms: {vision: 0.001, total: 10000}\n")

@@ -7,7 +7,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from policies.interface import Observation
+from policies.api.interface import Observation
 from tests.bridge.conftest import websocket_endpoint
 
 pytest.importorskip("websockets")
@@ -164,7 +164,7 @@ def test_vlart_serve_protocol_vla_eval(tmp_path):
 
     from tests.conftest import REPO, TINY
 
-    command = [sys.executable, "-m", "runtime.cli", "serve", "--model", str(TINY), "--protocol", "vla-eval",
+    command = [sys.executable, "-m", "runtime.app.cli", "serve", "--model", str(TINY), "--protocol", "vla-eval",
                "--bind", "ws://127.0.0.1:0", "--max-batch", "4"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -196,7 +196,7 @@ def test_vlart_serve_protocol_vla_eval(tmp_path):
 @pytest.mark.parametrize("bind, message", [("tcp://127.0.0.1:5555", "--bind: expected ws://HOST:PORT"),
                                            ("ws://127.0.0.1:99999", "--bind: the port of")])
 def test_a_websocket_protocol_needs_a_ws_bind(capsys, bind, message):
-    from runtime.cli import main
+    from runtime.app.cli import main
 
     from tests.conftest import TINY
 

@@ -78,7 +78,7 @@ def test_heldout_episode_places_the_objects_off_the_official_grid(simpler_assets
 def test_calibration_frames_come_from_the_heldout_grid(simpler_assets):
     """Pruning is calibrated on held-out scenes: the official grid is the test set."""
     from envs.sim_env import SimTask
-    from runtime.calibration_data import simpler_observations
+    from runtime.app.calibration_data import simpler_observations
 
     name = "simpler/widowx_spoon_on_towel"
     calibration = simpler_observations(1, None, [name])[0].image.astype(int)

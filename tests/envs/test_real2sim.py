@@ -9,10 +9,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from envs.eval_runner import EpisodeJob, EvalConfig, run_eval, with_task_conventions
+from runtime.app.evaluation import EpisodeJob, EvalConfig, run_eval, with_task_conventions
 from envs.real2sim_workers import config_from_dict, encode, payload_from_dict, real2sim_python
 from envs.results import EpisodeRecord
-from envs.timing import TimingConfig
+from envs.timed_episode import TimingConfig
 from tests.conftest import REPO, TINY
 
 COKE = "simpler/google_pick_coke_can"
@@ -55,7 +55,7 @@ def test_settings_jobs_and_records_cross_the_pipe_unchanged(tmp_path):
 
 @pytest.mark.sim
 def test_the_simulator_side_imports_neither_torch_nor_transformers(real2sim_assets):
-    code = ("import sys, envs.real2sim_env, envs.real2sim_workers, envs.eval_runner, bridge.client; "
+    code = ("import sys, envs.real2sim_env, envs.real2sim_workers, runtime.app.evaluation, bridge.client; "
             "heavy = [m for m in ('torch', 'transformers', 'mani_skill') if m in sys.modules]; "
             "import numpy, sapien; print(numpy.__version__, sapien.__version__, heavy)")
     result = subprocess.run([str(real2sim_python()), "-c", code], capture_output=True, text=True, cwd=REPO,

@@ -9,7 +9,7 @@ from policies.acceleration.dit_cache import DiTFeatureCache
 from policies.acceleration.pruning import scaled_depth
 from policies.acceleration.token_selection import FastVSelector, TaskAwareSelector, text_to_visual_attention
 from policies.loading import load_policy
-from policies.interface import Observation
+from policies.api.interface import Observation
 from policies.presets import apply_preset, available_presets, load_preset
 from tests.conftest import TINY
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from policies.acceleration.calibration import calibrate
-from policies.interface import ChunkContinuation, Observation, PredictRequest
+from policies.api.interface import ChunkContinuation, Observation, PredictRequest
 from policies.loading import load_policy
 from policies.presets import apply_preset, available_presets, load_preset
 from tests.conftest import TINY

@@ -16,7 +16,7 @@ from policies.cogact.release_writer import base_vlm_of, export_cogact_pt, export
 from policies.config import load_config
 from policies.factory import build_policy
 from policies.loading import export_model, load_policy
-from policies.interface import Observation
+from policies.api.interface import Observation
 from policies.policy import CogACTPolicy
 from tests.conftest import CONFIGS, TINY
 

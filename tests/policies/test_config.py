@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from policies.config import PolicyConfig, load_config
-from runtime.yaml_config import ConfigError, from_dict
+from runtime.core.yaml_config import ConfigError, from_dict
 from tests.conftest import CONFIGS, TINY
 
 

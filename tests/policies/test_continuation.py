@@ -10,7 +10,7 @@ from policies.acceleration.calibration import calibrate
 from policies.config import load_config
 from policies.continuation import inpainting_generator, rtc_weights
 from policies.factory import build_policy
-from policies.interface import ChunkContinuation, Observation
+from policies.api.interface import ChunkContinuation, Observation
 from policies.loading import load_policy
 from policies.normalization import ActionStatistics
 from policies.presets import apply_preset, load_preset

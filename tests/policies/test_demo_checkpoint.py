@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from policies.loading import load_policy
-from policies.interface import Observation
+from policies.api.interface import Observation
 from tests.conftest import REPO
 
 CHECKPOINT = REPO / "checkpoints" / "cogact-demo"

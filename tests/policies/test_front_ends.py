@@ -16,7 +16,7 @@ from policies.flops import StepShape, count_flops
 from policies.front_ends.base import FrontEnd
 from policies.front_ends.registry import build_front_end
 from policies.loading import load_policy
-from runtime.yaml_config import ConfigError, from_dict
+from runtime.core.yaml_config import ConfigError, from_dict
 from policies.config import PolicyConfig
 from tests.conftest import CONFIGS
 
@@ -259,7 +259,7 @@ def test_flop_count_matches_torch_flop_counter(policies, image, kind):
 
 @pytest.mark.parametrize("kind", ["fiber", "hicropl", "frozenllm"])
 def test_policy_flops_match_torch_flop_counter(policies, kind):
-    """The whole step, as tests/runtime/test_flops.py checks it for the default front end (these use sdpa only)."""
+    """The whole step, as tests/runtime/app/test_flops.py checks it for the default front end (these use sdpa only)."""
     policy = policies[kind]
     frame = np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
     text = "put carrot on plate"

@@ -3,7 +3,7 @@
 import pytest
 
 from policies.loading import model_config, model_path, shipped_models
-from runtime.resources import config_file
+from runtime.core.resources import config_file
 from tests.conftest import CONFIGS, TINY
 
 

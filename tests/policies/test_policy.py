@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from policies.factory import build_policy, save_pretrained
-from policies.interface import Observation
+from policies.api.interface import Observation
 from policies.loading import load_policy
 from policies.config import load_config
 from tests.conftest import TINY

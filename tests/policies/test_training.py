@@ -103,7 +103,7 @@ def test_a_few_training_steps_reduce_the_loss_of_the_whole_policy(demo_dir, tmp_
     assert policy.conventions.unnorm_key == "vlart_simpler_bridge"
     assert policy.config.vision.inference_crop_area == 0.9  # trained on 90 % crops only: acts on the central one
     frame = np.zeros((32, 32, 3), np.uint8)
-    from policies.interface import Observation
+    from policies.api.interface import Observation
 
     assert policy.predict_action(Observation(frame, "put carrot on plate"), seed=0).actions.shape == (16, 7)
     # fine-tuning that checkpoint on data with other statistics: the new checkpoint carries the new data's

@@ -7,13 +7,13 @@ import sys
 
 from tests.conftest import REPO
 
-BOTTOM = ("runtime", "runtime.timing", "runtime.budgets", "runtime.yaml_config", "runtime.resources")
+BOTTOM = ("runtime", "runtime.core.timing", "runtime.core.budgets", "runtime.core.yaml_config", "runtime.core.resources")
 
 
 def test_the_bottom_layer_imports_nothing_above_it():
     code = (f"import sys\nimport {', '.join(BOTTOM)}\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'policies', 'envs', 'bridge', 'torch'} "
-            "or m in {'runtime.control_loop', 'runtime.profile', 'runtime.cli'}))")
+            "or m in {'runtime.robot.control_loop', 'runtime.app.profile', 'runtime.app.cli'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
