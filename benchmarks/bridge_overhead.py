@@ -1,6 +1,6 @@
 """Round-trip cost of the vlart bridge on loopback: prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/bridge_overhead.py [--requests 500] [--warmup 50]
+    .venv/bin/python -m benchmarks.bridge_overhead [--requests 500] [--warmup 50]
         [--out docs/results/bridge_overhead.json]
 
 For a 224x224 and a 640x480 frame it measures, with the server in its own process:
@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
+from runtime.core.stats import percentiles
 
 TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
 SIZES = {"224x224": (224, 224), "640x480": (480, 640)}
+QUANTILES = (50, 95, 99)
 
 
 class NoOpPolicy:
@@ -87,11 +83,6 @@ def serve(kind: str, port_queue: "mp.Queue", stop: "mp.Event") -> None:
     server.stop()
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values)
-    return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in (50, 95, 99)}
-
-
 def measure(kind: str, endpoint: str, frame: np.ndarray, requests: int, warmup: int) -> dict:
     import zmq
 
@@ -108,7 +99,7 @@ def measure(kind: str, endpoint: str, frame: np.ndarray, requests: int, warmup: 
             if i >= warmup:
                 rtts.append((time.perf_counter() - started) * 1e3)
         sock.close()
-        return {"round_trip_ms": percentiles(rtts), "transport_ms": percentiles(rtts)}
+        return {"round_trip_ms": percentiles(rtts, QUANTILES, 4), "transport_ms": percentiles(rtts, QUANTILES, 4)}
     from bridge.client import PolicyClient
 
     rtts, overheads, server_ms = [], [], []
@@ -120,11 +111,13 @@ def measure(kind: str, endpoint: str, frame: np.ndarray, requests: int, warmup: 
                 rtts.append(result.round_trip_ms)
                 server_ms.append(result.server_timing["server_total_ms"])
                 overheads.append(result.round_trip_ms - result.server_timing["server_total_ms"])
-    return {"round_trip_ms": percentiles(rtts), "server_total_ms": percentiles(server_ms),
-            "transport_ms": percentiles(overheads)}
+    return {"round_trip_ms": percentiles(rtts, QUANTILES, 4),
+            "server_total_ms": percentiles(server_ms, QUANTILES, 4),
+            "transport_ms": percentiles(overheads, QUANTILES, 4)}
 
 
 def main() -> int:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)

@@ -1,6 +1,6 @@
 """Peak memory of a server flooded with maximum-size frames on many connections; prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/connection_memory.py [--model configs/models/cogact-small.yaml] [--connections 64]
+    .venv/bin/python -m benchmarks.connection_memory [--model configs/models/cogact-small.yaml] [--connections 64]
         [--frames 4] [--protocols zmq,openpi,vla-eval] [--out docs/results/connection_memory.json]
 
 For each protocol, `vlart serve` runs with its default limits (16 MiB messages, 256 MiB of requests in flight, 64
@@ -14,20 +14,14 @@ the server is ready, before the flood.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
-from benchmarks.serve_process import ServeProcess  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
+from benchmarks.serve_process import ServeProcess
 
 MAX_MESSAGE = 16 * 2**20  # vlart serve's default --max-message-mb
 HEADROOM = 256 * 1024  # the envelope and the 224x224 image (147 KiB) beside the padding
@@ -156,6 +150,7 @@ def run(model: str, protocol: str, connections: int, frames: int) -> dict:
 
 
 def main() -> None:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(REPO / "configs" / "models" / "cogact-small.yaml"))
     parser.add_argument("--connections", type=int, default=64)

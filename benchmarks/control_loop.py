@@ -1,6 +1,6 @@
 """The control loop at a robot's rate with a real policy: effective rate, tick jitter, stale ticks, inference delay.
 
-    .venv/bin/python benchmarks/control_loop.py [--model configs/models/cogact-small.yaml] [--rate 5] [--ticks 60]
+    .venv/bin/python -m benchmarks.control_loop [--model configs/models/cogact-small.yaml] [--rate 5] [--ticks 60]
         [--execution ensemble] [--out docs/results/control_loop.json]
 
 The policy runs in this process (as on a robot with an onboard GPU); the camera is the sample Bridge frame and the
@@ -11,21 +11,16 @@ the queue runs dry.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
 
 
 def main() -> int:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "configs" / "models" / "cogact-small.yaml"))
     parser.add_argument("--rate", type=float, default=5.0)
@@ -35,8 +30,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from envs.sample_frames import real_frame
-    from policies.loading import load_policy
     from policies.api.interface import Observation
+    from policies.loading import load_policy
     from runtime.robot.control_loop import ControlLoop, ControlLoopConfig, policy_predictor, ticks_of_delay
 
     policy = load_policy(args.model)

@@ -1,6 +1,6 @@
 """EfficientVLA presets on one model: latency, speedup, FLOPs and action fidelity, measured in one run.
 
-    .venv/bin/python benchmarks/efficientvla.py [--model configs/models/cogact-small.yaml] [--frames 8]
+    .venv/bin/python -m benchmarks.efficientvla [--model configs/models/cogact-small.yaml] [--frames 8]
         [--repeats 2] [--calibration-frames 16] [--out docs/results/efficientvla.json]
         [--plan runs/benchmarks/efficientvla/plan.json]
 
@@ -15,17 +15,13 @@ turns on each frame. With random weights the fidelity numbers say nothing about 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, RUNS, hub_offline, repo_relative, write_stamped
+from runtime.core.stats import percentile
 
 PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "fastv", "efficientvla-l28-t112", "efficientvla"]
 
@@ -52,6 +48,7 @@ def evaluation_observations(count: int) -> tuple[list, str]:
 
 
 def main() -> int:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "configs" / "models" / "cogact-small.yaml"))
     parser.add_argument("--frames", type=int, default=8)
@@ -65,8 +62,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from policies.acceleration.calibration import calibrate
-    from policies.loading import load_policy
     from policies.flops import StepShape, count_flops
+    from policies.loading import load_policy
     from runtime.app.calibration_data import calibration_observations
     from runtime.app.policy_loader import load_policy_with_preset
     from runtime.app.profile import round_robin
@@ -106,8 +103,8 @@ def main() -> int:
             "preset": name,
             "llm_layers": len(policy.language_model.llm.model.layers),
             "mlp_width": policy.language_model.llm.model.layers[0].mlp.gate_proj.out_features,
-            "latency_p50_ms": round(float(np.percentile(totals[name], 50)), 2),
-            "latency_p95_ms": round(float(np.percentile(totals[name], 95)), 2),
+            "latency_p50_ms": round(percentile(totals[name], 50), 2),
+            "latency_p95_ms": round(percentile(totals[name], 95), 2),
             "stage_mean_ms": {s: round(float(np.mean(v)), 2) for s, v in stages[name].items()},
             "gflops": flops["gflops"]["total"],
             "fidelity_cosine": round(float(np.mean(cosines)), 4),

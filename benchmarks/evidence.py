@@ -1,12 +1,14 @@
-"""Where the benchmarks put what they measured, and the stamp every result file carries.
+"""What the benchmark scripts share: where they put what they measured, the stamp every result file carries, and
+their start-up.
 
 The small artefacts the docs cite (JSON tables, PNG plots) go under ``RESULTS``, which git tracks, so that the
 evidence is in the repository beside the claim; what is bulky or only a means to them (eval run folders, traces,
 frames, calibration plans) goes under ``RUNS``, which git ignores. Every JSON result names the model(s) it measured,
 the command that wrote it, the machine and the checkout's commit, so that a number can be traced and rerun.
 
-Imported by the benchmark scripts (run from the repository, which they put on ``sys.path``), never by vlart itself.
-As a script it stamps a JSON result that another program wrote (``vlart profile --json`` in gpu_check.sh):
+The scripts run as modules from the repository root (``python -m benchmarks.NAME``), so ``benchmarks`` and vlart's
+packages import from the checkout; vlart itself never imports them. As a script this module stamps a JSON result that
+another program wrote (``vlart profile --json`` in gpu_check.sh):
 
     python3 -m benchmarks.evidence FILE --model MODEL [--model MODEL ...] --command "benchmarks/gpu_check.sh ..."
 """
@@ -51,6 +53,21 @@ def machine() -> dict[str, Any]:
     return found
 
 
+def hub_offline() -> None:
+    """Models come from the checkout only: a benchmark must neither time a download nor wait on the network. Called
+    before anything imports huggingface_hub (which reads the setting once); the servers a benchmark starts inherit
+    it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def invocation() -> str:
+    """The command line that started this process, as it reruns from the repository root: ``python -m benchmarks.NAME
+    ARGS`` for a module, the script's path otherwise."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    program = ["python", "-m", spec.name] if spec is not None else [repo_relative(sys.argv[0])]
+    return shlex.join([*program, *sys.argv[1:]])
+
+
 def write_stamped(out: str | Path, result: dict[str, Any], model: str | Sequence[str] | None,
                   command: str | None = None) -> None:
     """``result`` stamped with ``model`` (a path or name, or a list of them; None where no policy ran), ``command``
@@ -60,7 +77,7 @@ def write_stamped(out: str | Path, result: dict[str, Any], model: str | Sequence
     if model is not None:
         model = repo_relative(model) if isinstance(model, str) else [repo_relative(name) for name in model]
     stamped = {**result, "model": model,
-               "command": command or shlex.join([repo_relative(sys.argv[0]), *sys.argv[1:]]),
+               "command": command or invocation(),
                "machine": machine(), "provenance": provenance()}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(stamped, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """The scripted expert's own success on SIMPLER WidowX grids: the ceiling its demonstrations set for a learner.
 
-    .venv/bin/python benchmarks/expert_success.py [--task simpler/widowx_carrot_on_plate ...] [--grid official]
+    .venv/bin/python -m benchmarks.expert_success [--task simpler/widowx_carrot_on_plate ...] [--grid official]
         [--episodes N] [--workers 2] [--action-noise 0] [--out docs/results/expert_success.json]
 
 Each episode runs ``envs.scripted_expert`` (privileged object poses) in a simulator worker that keeps one environment
@@ -14,13 +14,9 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import RESULTS, write_stamped
 
 WIDOWX = ("simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate", "simpler/widowx_stack_cube",
           "simpler/widowx_eggplant_in_basket")

@@ -1,6 +1,6 @@
 """Fuzz the three real servers with Hypothesis-generated hostile input; prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/fuzz_servers.py [--zmq 4000] [--openpi 3000] [--vla-eval 3000] [--seed 0]
+    .venv/bin/python -m benchmarks.fuzz_servers [--zmq 4000] [--openpi 3000] [--vla-eval 3000] [--seed 0]
         [--out docs/results/fuzz_servers.json]
 
 Starts `vlart serve` (tiny model) three times, as a user would: ZeroMQ, `--protocol openpi`, `--protocol vla-eval`,
@@ -14,23 +14,15 @@ that reached a thread or a handler). Any failed assertion stops the run with Hyp
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, given, seed, settings
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
-from benchmarks.serve_process import ServeProcess  # noqa: E402
-from tests.bridge import hostile  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
+from benchmarks.serve_process import ServeProcess
+from tests.bridge import hostile
 
 TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
 BINDS = {"zmq": "tcp://127.0.0.1:*", "openpi": "ws://127.0.0.1:0", "vla-eval": "ws://127.0.0.1:0"}
@@ -119,6 +111,7 @@ def valid_request(protocol: str, endpoint: str) -> dict:
 
 
 def main() -> None:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zmq", type=int, default=4000, help="generated ZeroMQ messages")
     parser.add_argument("--openpi", type=int, default=3000, help="generated openpi frames (one connection each)")

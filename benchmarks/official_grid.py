@@ -1,6 +1,6 @@
 """A shipped policy on SIMPLER's official grids, as the README's main job runs it: the evidence of its results table.
 
-    MS_ASSET_DIR=... .venv/bin/python benchmarks/official_grid.py --model checkpoints/cogact-demo-2task
+    MS_ASSET_DIR=... .venv/bin/python -m benchmarks.official_grid --model checkpoints/cogact-demo-2task
         --suite simpler/widowx_spoon_on_towel [--workers 2] [--out docs/results/official_cogact-demo-2task_spoon.json]
         [--frame docs/results/main_job_frame.png] [--figure docs/results/main_job.png --profile PROFILE.json]
 
@@ -25,10 +25,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, RUNS, repo_relative, write_stamped
 
 
 def run_eval(model: str, suite: str, workers: int, run_dir: Path) -> float:

@@ -1,6 +1,6 @@
 """Predict latency per model config, per stage: prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/predict_latency.py [--models tiny small] [--steps 10] [--warmup 2]
+    .venv/bin/python -m benchmarks.predict_latency [--models tiny small] [--steps 10] [--warmup 2]
         [--threads N] [--out docs/results/predict_latency.json]
 
 Each step is one ``predict_action`` on the sample Bridge frame (640x480), seeds 0..steps-1, the ensemble reset each
@@ -10,25 +10,15 @@ step so every step does the same work. Times are wall-clock milliseconds of the 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
+from runtime.core.stats import percentile
 
 STAGES = ["preprocess", "vision", "projector", "llm", "action_head", "postprocess", "total"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def config_path(name: str) -> Path:
@@ -37,8 +27,8 @@ def config_path(name: str) -> Path:
 
 def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
     from envs.sample_frames import sample_frame
-    from policies.loading import load_policy
     from policies.api.interface import Observation
+    from policies.loading import load_policy
 
     t0 = time.perf_counter()
     policy = load_policy(config_path(name), device=device)
@@ -65,6 +55,7 @@ def bench_model(name: str, steps: int, warmup: int, device: str | None) -> dict:
 
 
 def main() -> int:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny", "small"])
     parser.add_argument("--steps", type=int, default=10)

@@ -1,6 +1,6 @@
 """What inference latency costs on a robot, and what each chunk-execution strategy and EfficientVLA buy back.
 
-    MS_ASSET_DIR=... .venv/bin/python benchmarks/realtime.py [--model checkpoints/cogact-demo]
+    MS_ASSET_DIR=... .venv/bin/python -m benchmarks.realtime [--model checkpoints/cogact-demo]
         [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
         [--strategies hold ensemble blend rtc rtc-hard rtc-x0] [--accel hold rtc-hard] [--wallclock hold ensemble]
         [--workers 2] [--grid official|heldout] [--out docs/results/realtime] [--runs runs/benchmarks/realtime]
@@ -39,10 +39,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, RUNS, repo_relative, write_stamped
 
 TASKS = ["simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate"]
 STRATEGIES = ["hold", "ensemble", "blend", "rtc"]

@@ -1,6 +1,6 @@
 """What the benchmarks that drive `vlart serve` share: the server in a child process.
 
-Imported by the benchmark scripts (run from the repository, which they put on ``sys.path``), never by vlart itself.
+Imported by the benchmark scripts (run as ``python -m benchmarks.NAME``), never by vlart itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.evidence import REPO
 
 
 class ServeProcess:

@@ -1,6 +1,6 @@
 """Serving several robots from one policy process: dynamic batching off vs on, and the openpi endpoint's overhead.
 
-    .venv/bin/python benchmarks/serving_scale.py [--models checkpoints/cogact-demo cogact-small]
+    .venv/bin/python -m benchmarks.serving_scale [--models checkpoints/cogact-demo cogact-small]
         [--clients 1 2 4 8] [--requests 6] [--rounds 2] [--batch-wait-ms 0 5] [--openpi-requests 300]
         [--eval-episodes 24 --eval-workers 2 4 --eval-batch-wait-ms 0 100] [--out docs/results/serving_scale.json]
 
@@ -35,21 +35,14 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
-from benchmarks.serve_process import ServeProcess  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, RUNS, hub_offline, repo_relative, write_stamped
+from benchmarks.serve_process import ServeProcess
+from runtime.core.stats import percentile
 
 OPENPI_MODEL = "cogact-tiny"
 EVAL_MODEL = str(REPO / "checkpoints" / "cogact-demo")
 INSTRUCTIONS = ("put the spoon on the towel", "put carrot on plate", "stack the green block on the yellow block",
                 "put eggplant into yellow basket")
-
-
-def percentile(values: list[float], q: float) -> float:
-    return round(float(np.percentile(np.asarray(values), q)), 3)
 
 
 def frames(count: int) -> list[np.ndarray]:
@@ -116,7 +109,8 @@ def scaling(models: list[str], client_counts: list[int], requests: int, rounds: 
             rows.append({
                 "model": repo_relative(model), "clients": clients, "batching": mode,
                 "throughput_per_s": round(sum(r["requests"] for r in runs) / sum(r["wall_s"] for r in runs), 3),
-                "latency_p50_ms": percentile(latencies, 50), "latency_p99_ms": percentile(latencies, 99),
+                "latency_p50_ms": round(percentile(latencies, 50), 3),
+                "latency_p99_ms": round(percentile(latencies, 99), 3),
                 "requests": len(latencies),
                 "mean_batch": round(float(np.mean([b for run in runs for b in run["batch_sizes"]])), 2),
             })
@@ -151,9 +145,11 @@ def openpi_overhead(requests: int) -> dict[str, Any]:
     finally:
         zmq_server.stop()
         openpi_server.stop()
-    summary = {path: {"overhead_p50_ms": percentile(values, 50), "overhead_p99_ms": percentile(values, 99),
-                      "round_trip_p50_ms": percentile(round_trip[path], 50),
-                      "round_trip_p99_ms": percentile(round_trip[path], 99)} for path, values in overhead.items()}
+    summary = {path: {"overhead_p50_ms": round(percentile(values, 50), 3),
+                      "overhead_p99_ms": round(percentile(values, 99), 3),
+                      "round_trip_p50_ms": round(percentile(round_trip[path], 50), 3),
+                      "round_trip_p99_ms": round(percentile(round_trip[path], 99), 3)}
+               for path, values in overhead.items()}
     summary["openpi_extra_p99_ms"] = round(summary["openpi"]["overhead_p99_ms"] - summary["zmq"]["overhead_p99_ms"], 3)
     summary["requests"] = requests
     return summary
@@ -208,6 +204,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> int:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=[EVAL_MODEL, "cogact-small"])
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8])
@@ -242,7 +239,8 @@ def main() -> int:
         print(f"\nopenpi endpoint vs ZeroMQ, 1 client, tiny model, 224x224, {openpi['requests']} requests each:")
         for path in ("zmq", "openpi"):
             print(f"  {path:<7} overhead p50 {openpi[path]['overhead_p50_ms']:.3f} ms, "
-                  f"p99 {openpi[path]['overhead_p99_ms']:.3f} ms (round trip p50 {openpi[path]['round_trip_p50_ms']:.1f})")
+                  f"p99 {openpi[path]['overhead_p99_ms']:.3f} ms "
+                  f"(round trip p50 {openpi[path]['round_trip_p50_ms']:.1f})")
         print(f"  openpi extra at p99: {openpi['openpi_extra_p99_ms']:.3f} ms")
     for row in eval_rows:
         print(f"eval workers {row['workers']} batching {row['batching']}: {row['episodes_per_min']} episodes/min "

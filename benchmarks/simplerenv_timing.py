@@ -1,6 +1,6 @@
 """How long SIMPLER's Google-robot tasks take to build, reset and step in the original SimplerEnv on this machine.
 
-    .venv/bin/python benchmarks/simplerenv_timing.py [--tasks ...] [--resets 3] [--steps 10]
+    .venv/bin/python -m benchmarks.simplerenv_timing [--tasks ...] [--resets 3] [--steps 10]
 
 For each task (default: the five of ``simpler_google_vm``), one process of the SimplerEnv interpreter
 (``.venv-real2sim``) builds the environment for the grid's episode 0 (the first reset: ``gym.make`` plus the reset),
@@ -15,15 +15,10 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, write_stamped
 
 OUT = RESULTS / "simplerenv_timing.json"
 
@@ -34,6 +29,7 @@ def measure_in_simplerenv(task: str, resets: int, steps: int) -> dict[str, Any]:
 
     from envs.real2sim_env import Real2SimTask
     from envs.registry import TASKS
+    from runtime.core.stats import percentile
 
     spec = TASKS[task]
     sim = Real2SimTask(spec)
@@ -58,7 +54,7 @@ def measure_in_simplerenv(task: str, resets: int, steps: int) -> dict[str, Any]:
     return {"task": task, "make_and_first_reset_s": round(first_reset_s, 3),
             "reset_median_s": round(float(np.median(reset_s)), 3) if reset_s else None,
             "step_median_s": round(float(np.median(step_s)), 3),
-            "step_p90_s": round(float(np.percentile(step_s, 90)), 3), "resets": len(reset_s), "steps": steps}
+            "step_p90_s": round(percentile(step_s, 90), 3), "resets": len(reset_s), "steps": steps}
 
 
 def main() -> None:
@@ -78,9 +74,9 @@ def main() -> None:
     for task in args.tasks:
         load_before = os.getloadavg()[0]
         result = subprocess.run(
-            [str(real2sim_python()), __file__, "--side", "simplerenv", "--tasks", task, "--resets", str(args.resets),
-             "--steps", str(args.steps)],
-            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+            [str(real2sim_python()), "-m", "benchmarks.simplerenv_timing", "--side", "simplerenv", "--tasks", task,
+             "--resets", str(args.resets), "--steps", str(args.steps)],
+            capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
         row = json.loads(result.stdout.strip().splitlines()[-1])
         row["load_before"], row["load_after"] = round(load_before, 2), round(os.getloadavg()[0], 2)
         rows.append(row)

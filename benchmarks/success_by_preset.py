@@ -1,6 +1,6 @@
 """Task success of one trained policy under each EfficientVLA preset, on the same SIMPLER episodes.
 
-    MS_ASSET_DIR=... .venv/bin/python benchmarks/success_by_preset.py --model CHECKPOINT_DIR
+    MS_ASSET_DIR=... .venv/bin/python -m benchmarks.success_by_preset --model CHECKPOINT_DIR
         [--tasks simpler/widowx_carrot_on_plate simpler/widowx_spoon_on_towel] [--episodes 24]
         [--presets baseline tokens-only ...] [--workers 2] [--out docs/results/success_by_preset.json]
         [--runs runs/benchmarks/success_by_preset]
@@ -23,12 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped  # noqa: E402
-from envs.results import SUCCESS_RULES  # noqa: E402
-from policies.presets import load_preset  # noqa: E402
+from benchmarks.evidence import RESULTS, RUNS, repo_relative, write_stamped
+from envs.results import SUCCESS_RULES
+from policies.presets import load_preset
 
 PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "efficientvla-l28-t112", "efficientvla"]
 TASKS = ["simpler/widowx_carrot_on_plate", "simpler/widowx_spoon_on_towel"]

@@ -1,6 +1,6 @@
 """What running an evaluation as a Ray sweep costs, and what a kill costs a sweep.
 
-    .venv/bin/python benchmarks/sweep_overhead.py [--episodes 24] [--workers 2] [--rounds 1] [--kill-at 12]
+    .venv/bin/python -m benchmarks.sweep_overhead [--episodes 24] [--workers 2] [--rounds 1] [--kill-at 12]
         [--model checkpoints/cogact-demo] [--work runs/benchmarks/sweep_overhead]
         [--out docs/results/sweep_overhead.json]
 
@@ -26,10 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.evidence import RESULTS, RUNS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, RUNS, write_stamped
 
 TASK = "simpler/widowx_spoon_on_towel"
 

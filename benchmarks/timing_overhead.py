@@ -1,38 +1,33 @@
-"""What per-stage timing costs: wall-clock predict time of the tiny policy with ``runtime.core.timing`` stages, steps
+"""What per-stage timing costs: wall-clock predict time of the tiny policy with ``runtime.timing`` stages, steps
 and off, interleaved so the machine's noise hits all three alike. Prints a table and writes JSON.
 
-    .venv/bin/python benchmarks/timing_overhead.py [--rounds 200] [--out docs/results/timing_overhead.json]
+    .venv/bin/python -m benchmarks.timing_overhead [--rounds 200] [--out docs/results/timing_overhead.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
 
 TINY = REPO / "configs" / "models" / "cogact-tiny.yaml"
 MODES = ("off", "stages", "steps")
 
 
 def main() -> int:
+    hub_offline()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--out", default=str(RESULTS / "timing_overhead.json"))
     args = parser.parse_args()
 
     from envs.sample_frames import real_frame
-    from policies.loading import load_policy
     from policies.api.interface import Observation
+    from policies.loading import load_policy
 
     policy = load_policy(TINY)
     obs = Observation(real_frame()[0], "put the carrot on the plate")

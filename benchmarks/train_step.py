@@ -1,6 +1,6 @@
 """Training step time of one model in float32 and in bfloat16 autocast, measured in one run.
 
-    .venv/bin/python benchmarks/train_step.py [--model configs/models/cogact-demo.yaml] [--batch 32] [--steps 6]
+    .venv/bin/python -m benchmarks.train_step [--model configs/models/cogact-demo.yaml] [--batch 32] [--steps 6]
         [--out docs/results/train_step.json]
 
 Synthetic frames (the model's input size) and normalised chunks; each step is augmentation-free forward (front end,
@@ -11,21 +11,15 @@ alternate step by step so machine noise hits both alike; the first step of each 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from benchmarks.evidence import RESULTS, write_stamped  # noqa: E402
+from benchmarks.evidence import REPO, RESULTS, hub_offline, write_stamped
 
 
 def main() -> int:
+    hub_offline()
     import torch
 
     from policies.loading import load_policy

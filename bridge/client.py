@@ -23,6 +23,7 @@ import zmq
 
 from bridge import protocol
 from bridge.keys import ClientKeys
+from policies.api.interface import ChunkContinuation, Conventions, Observation, PolicyOutput
 
 QUEUED_TYPES = (protocol.INFER, protocol.RESET)  # requests with state on the server: each must run at most once
 
@@ -221,3 +222,35 @@ class PolicyClient:
             )
         except KeyError as exc:
             raise PolicyClientError(f"infer reply lacks {exc}") from None
+
+
+class RemotePolicy:
+    """The policy behind a vlart server as a ``Policy`` (``policies.api.interface``), so that the control loop and
+    the evaluation take a local and a remote policy alike. ``timings_ms`` holds the server's stages and
+    ``round_trip`` (what this caller waited); ``budget_over`` is the server's verdict."""
+
+    def __init__(self, client: PolicyClient, hello: Optional[dict[str, Any]] = None) -> None:
+        self.client = client
+        self.hello = hello if hello is not None else client.hello()
+        self._conventions = Conventions.from_dict(self.hello["conventions"])
+
+    @property
+    def conventions(self) -> Conventions:
+        return self._conventions
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The served model's name, preset and resolved config, as ``hello`` announced them."""
+        return self.hello["model"]
+
+    def reset(self) -> None:
+        self.client.reset()
+
+    def predict_action(self, obs: Observation, seed: Optional[int] = None,
+                       continuation: Optional[ChunkContinuation] = None) -> PolicyOutput:
+        frozen = ({} if continuation is None else
+                  {"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks})
+        result = self.client.infer(obs.image, obs.instruction, proprio=obs.proprio, seed=seed, **frozen)
+        return PolicyOutput(result.actions, result.normalized_actions, result.action,
+                            timings_ms={**result.server_timing, "round_trip": result.round_trip_ms},
+                            budget_over=bool(result.budget and result.budget.get("over")))

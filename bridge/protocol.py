@@ -12,7 +12,8 @@ import msgpack
 import numpy as np
 
 from bridge.codec import CodecError, decode, encode
-from policies.api.interface import ChunkContinuation, Conventions, continuation_problem, image_problem, instruction_problem
+from policies.api.interface import (ChunkContinuation, Conventions, continuation_problem, image_problem,
+                                    instruction_problem)
 from runtime.core.safe_repr import bounded_repr
 
 PROTOCOL_VERSION = 1

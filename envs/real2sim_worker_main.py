@@ -12,8 +12,8 @@ import sys
 import time
 from typing import IO, Any, Optional
 
+from envs.episodes import connect_remote, serve_jobs
 from envs.eval_config import EpisodeJob
-from runtime.app.evaluation import serve_jobs
 from envs.real2sim_workers import config_from_dict, encode
 
 
@@ -32,7 +32,7 @@ def child_main(requests: IO[bytes], replies: IO[bytes]) -> None:
         data = json.loads(line) if line else None
         return EpisodeJob(**data) if data else None
 
-    serve_jobs(worker_id, config, settings["endpoint"], next_job, emit)
+    serve_jobs(worker_id, config, lambda: connect_remote(settings["endpoint"], config.step_timeout_s), next_job, emit)
 
 
 if __name__ == "__main__":

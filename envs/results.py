@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from runtime.core.stats import percentiles
+
 SUCCESS_RULES = {
     "success_final": "SIMPLER's official rule: the task is solved at the episode's last step",
     "success_any": "the task is solved at any step of the episode",
@@ -44,8 +46,8 @@ def latency_stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     array = np.asarray(values)
-    return {"p50": round(float(np.percentile(array, 50)), 3), "p95": round(float(np.percentile(array, 95)), 3),
-            "max": round(float(array.max()), 3), "mean": round(float(array.mean()), 3)}
+    return {**percentiles(array, (50, 95), 3), "max": round(float(array.max()), 3),
+            "mean": round(float(array.mean()), 3)}
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:

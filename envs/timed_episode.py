@@ -26,12 +26,14 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from policies.api.interface import ChunkContinuation, Observation
-from runtime.robot.control_loop import EXECUTION_STRATEGIES, ControlLoop, ControlLoopConfig, ChunkRequest
+from policies.api.interface import Observation, Policy
+from runtime.robot.control_loop import ControlLoop, ControlLoopConfig, policy_predictor
+from runtime.robot.strategies import STRATEGIES
 from runtime.core.virtual_time import VirtualTime
 
 TIMING_MODES = ("lockstep", "delay", "wallclock")
 WALLCLOCK_WATCHDOG_S = 2.0
+DEFAULT_ALPHA = 0.1  # CogACT's, for a server that does not announce its own
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class TimingConfig:
     def __post_init__(self) -> None:
         if self.mode not in TIMING_MODES:
             raise ValueError(f"--timing: expected one of {', '.join(TIMING_MODES)}, got {self.mode!r}")
-        if self.execution not in EXECUTION_STRATEGIES:
-            raise ValueError(f"--execution: expected one of {', '.join(EXECUTION_STRATEGIES)}, got {self.execution!r}")
+        if self.execution not in STRATEGIES:
+            raise ValueError(f"--execution: expected one of {', '.join(STRATEGIES)}, got {self.execution!r}")
         if self.mode == "lockstep" and self.execution != "ensemble":
             raise ValueError("--execution: lockstep runs CogACT's server-side ensemble only; for another strategy "
                              "without latency use --timing delay --latency-ms 0")
@@ -143,27 +145,21 @@ class EpisodeSimulator:
         return path
 
 
-ChunkFunction = Callable[[Observation, int, Optional[ChunkContinuation]], np.ndarray]
-
-
-def run_timed_episode(
-    timing: TimingConfig, simulator: EpisodeSimulator, predict_chunk: ChunkFunction, seed: int, max_steps: int,
-    rate_hz: float, ensemble_horizon: int, ensemble_alpha: float, chunk_length: int,
-) -> dict[str, Any]:
-    """Run ``max_steps`` ticks of ``simulator`` under ``timing``; returns the control loop's report (a dict).
-
-    ``predict_chunk(observation, seed, continuation)`` returns an unnormalised (T, A) chunk."""
+def run_timed_episode(timing: TimingConfig, simulator: EpisodeSimulator, policy: Policy, seed: int, max_steps: int,
+                      rate_hz: float) -> dict[str, Any]:
+    """Run ``max_steps`` ticks of ``simulator`` under ``timing`` with ``policy``'s chunks (its conventions give the
+    chunk length and the ensemble's window and sharpness); returns the control loop's report (a dict)."""
+    conventions = policy.conventions
     delay_ticks = timing.delay_ticks(rate_hz)
     config = ControlLoopConfig(
-        rate_hz=rate_hz, refill_threshold=chunk_length, execution=timing.execution, ensemble_alpha=ensemble_alpha,
-        ensemble_horizon=ensemble_horizon, rtc_delay_ticks=delay_ticks or 0, rtc_soft_rows=timing.rtc_soft_rows,
+        rate_hz=rate_hz, refill_threshold=conventions.chunk_length, execution=timing.execution,
+        ensemble_alpha=conventions.ensemble_alpha if conventions.ensemble_alpha is not None else DEFAULT_ALPHA,
+        ensemble_horizon=conventions.ensemble_horizon or 1, rtc_delay_ticks=delay_ticks or 0,
+        rtc_soft_rows=timing.rtc_soft_rows,
         # a fixed simulated latency has nothing to watch; in real time a stalled inference must stop the arm
         watchdog_s=float("inf") if timing.mode == "delay" else WALLCLOCK_WATCHDOG_S,
     )
-
-    def predictor(request: ChunkRequest) -> np.ndarray:
-        return predict_chunk(request.observation, seed * 1000 + request.tick, request.continuation)
-
+    predictor = policy_predictor(policy, seed=lambda tick: seed * 1000 + tick)
     if timing.mode == "delay":
         virtual = VirtualTime(timing.latency_ms / 1e3)
         loop = ControlLoop(simulator, simulator, predictor, config, clock=virtual.clock, sleep=virtual.sleep,

@@ -16,7 +16,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from policies.acceleration.dit_cache import DiTFeatureCache
-from policies.config import ActionHeadConfig
+from policies.action_config import ActionHeadConfig
 
 TIMESTEP_FREQUENCY_DIM = 256
 

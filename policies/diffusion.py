@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 from diffusers import DDIMScheduler
 
-from policies.config import SamplerConfig
+from policies.action_config import SamplerConfig
 from policies.continuation import ChunkInpainting
 from policies.torch_context import default_dtype
 from runtime.core.timing import StageTimer

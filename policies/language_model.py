@@ -15,7 +15,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from policies.acceleration.token_selection import TokenSelector, text_to_visual_attention
-from policies.config import LLMConfig
+from policies.llm_config import LLMConfig
 from policies.tokenizer import cogact_prompt, cognition_suffix_ids
 
 

@@ -23,9 +23,10 @@ from policies.cogact.mapped_checkpoint import read_checkpoint
 from policies.cogact.release_layout import CHECKPOINT_DIR, RELEASE_CONFIG
 from policies.cogact.release_reader import is_release_dir, load_release, release_checkpoint, release_config
 from policies.cogact.release_writer import export_cogact_pt, export_release
-from policies.config import PolicyConfig, dtype_name, load_config
+from policies.config import PolicyConfig, load_config
 from policies.factory import CONFIG_FILE, build_policy, load_checkpoint, save_pretrained
 from policies.policy import CogACTPolicy
+from policies.runtime_config import dtype_name
 from runtime.core.resources import config_file
 
 FORMATS = ("cogact-pt", "cogact-release", "cogact-manifest", "safetensors")

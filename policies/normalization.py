@@ -7,12 +7,13 @@ between q01 and q99; the others (the gripper) are absolute.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+
+from runtime.core.yaml_config import ConfigError, read_mapping
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,10 @@ class ActionStatistics:
 
 
 def read_statistics_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"dataset statistics file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not data:
-        raise ValueError(f"{path}: expected a JSON object mapping unnorm keys to statistics")
+    expected = "a JSON object mapping unnorm keys to statistics"
+    data = read_mapping(path, "dataset statistics file", expected)
+    if not data:
+        raise ConfigError(f"{path}: expected {expected}")
     return data
 
 

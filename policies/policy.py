@@ -9,8 +9,6 @@ the chunk continue the robot's current plan (inpainting in the DDIM loop, ``poli
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -31,19 +29,19 @@ from policies.api.interface import (
     Observation,
     PolicyOutput,
     PredictRequest,
-    instruction_problem,
 )
 from policies.language_model import CognitionLanguageModel
 from policies.normalization import ActionStatistics
 from policies.projector import FusedMLPProjector
+from policies.sessions import (
+    PolicySession,
+    PredictionRow,
+    predict_requests,
+    predict_rows,
+    require_statistics,
+    validate_instruction,
+)
 from runtime.core.timing import StageTimer
-
-
-def validate_instruction(instruction: object, field_name: str = "instruction") -> str:
-    problem = instruction_problem(instruction)
-    if problem is not None:
-        raise ValueError(f"{field_name}: {problem}")
-    return instruction  # type: ignore[return-value]
 
 
 class CogACTPolicy(nn.Module):
@@ -70,7 +68,7 @@ class CogACTPolicy(nn.Module):
         actions = self.config.actions
         return AdaptiveActionEnsemble(actions.ensemble_horizon, actions.ensemble_alpha) if actions.ensemble else None
 
-    def session(self) -> "PolicySession":
+    def session(self) -> PolicySession:
         """A Policy with its own ensemble history that shares this model (one per client of a server)."""
         return PolicySession(self, self.new_ensemble())
 
@@ -216,8 +214,8 @@ class CogACTPolicy(nn.Module):
         continuation: Optional[ChunkContinuation] = None,
     ) -> PolicyOutput:
         """``predict_action`` with the chunk added to ``ensemble`` (a session's own, or none)."""
-        self._require_statistics()
-        return self._predict_rows([PredictionRow(obs, seed, ensemble, self.inpainting(continuation, seed))])[0]
+        require_statistics(self)
+        return predict_rows(self, [PredictionRow(obs, seed, ensemble, self.inpainting(continuation, seed))])[0]
 
     def predict_batch(self, requests: Sequence[PredictRequest]) -> list[Union[PolicyOutput, Exception]]:
         """Several sessions' requests as one forward pass (vision, projector, LLM, the DiT's guided batch): output i
@@ -226,88 +224,7 @@ class CogACTPolicy(nn.Module):
 
         A request that fails its checks gets its ``ValueError`` in place of an output; if the batched pass fails, each
         request runs alone, so only the one that fails gets its exception."""
-        try:
-            self._require_statistics()
-        except ValueError as exc:
-            return [exc for _ in requests]
-        results: list[Union[PolicyOutput, Exception, None]] = [None] * len(requests)
-        rows: list[tuple[int, PredictionRow]] = []
-        for i, request in enumerate(requests):
-            try:
-                rows.append((i, self._prediction_row(request)))
-            except ValueError as exc:
-                results[i] = exc
-        if not rows:
-            return results  # type: ignore[return-value]
-        try:
-            sampled: list[Union[tuple[np.ndarray, dict[str, float]], Exception]] = list(
-                self._sample_rows([row for _, row in rows]))
-        except Exception:
-            if len(rows) == 1:
-                raise
-            sampled = [self._sample_alone(row) for _, row in rows]
-        for (i, row), sample in zip(rows, sampled):
-            try:
-                results[i] = sample if isinstance(sample, Exception) else self._finish_row(row, *sample)
-            except Exception as exc:  # this row's own failure; the others keep their outputs
-                results[i] = exc
-        return results  # type: ignore[return-value]
-
-    def _require_statistics(self) -> None:
-        if self.statistics is None:
-            raise ValueError(
-                "actions.statistics / actions.unnorm_key: this policy has no action statistics, so its actions "
-                "cannot be unnormalised"
-            )
-
-    def _prediction_row(self, request: PredictRequest) -> "PredictionRow":
-        session = request.session
-        if not isinstance(session, PolicySession) or session.model is not self:
-            raise ValueError(f"session: expected a session() of this policy, got {type(session).__name__}")
-        validate_image(request.obs.image, "image")
-        validate_instruction(request.obs.instruction)
-        inpainting = self.inpainting(request.continuation, request.seed)
-        return PredictionRow(request.obs, request.seed, session.ensemble, inpainting)
-
-    def _sample_alone(self, row: "PredictionRow") -> Union[tuple[np.ndarray, dict[str, float]], Exception]:
-        try:
-            return self._sample_rows([row])[0]
-        except Exception as exc:  # this row's own failure, returned so that the others keep their outputs
-            return exc
-
-    def _predict_rows(self, rows: "list[PredictionRow]") -> list[PolicyOutput]:
-        return [self._finish_row(row, *sample) for row, sample in zip(rows, self._sample_rows(rows))]
-
-    def _sample_rows(self, rows: "list[PredictionRow]") -> list[tuple[np.ndarray, dict[str, float]]]:
-        """B checked rows -> B normalised chunks (T, A), one forward pass, and its stage timings. No side effects,
-        so a failed batch can be rerun row by row."""
-        mode = self.config.runtime.timing
-        timer = StageTimer(device=str(self.device), enabled=mode != "off", step_detail=mode == "steps")
-        head = self.config.action_head
-        with timer.stage("total"):
-            noise = torch.cat([self.initial_noise(1, row.seed) for row in rows])
-            inpainting = ChunkInpainting.stacked(
-                [row.inpainting for row in rows], (head.chunk_length, head.action_dim), self.device,
-                self.action_head.positional_embedding.dtype,
-            )
-            normalized = self.sample_from_noise(
-                [row.obs.image for row in rows], [row.obs.instruction for row in rows], noise, inpainting, timer=timer
-            ).cpu().numpy()
-        timings = timer.results_ms()
-        return [(chunk, timings) for chunk in normalized]
-
-    def _finish_row(self, row: "PredictionRow", chunk: np.ndarray, timings: dict[str, float]) -> PolicyOutput:
-        """Normalised chunk (T, A) -> unnormalised, clipped; added to the row's ensemble."""
-        assert self.statistics is not None
-        started = time.perf_counter()
-        actions, clipped = self.statistics.unnormalize(chunk)
-        action = row.ensemble.add(actions) if row.ensemble is not None else actions[0].copy()
-        timings = dict(timings)
-        if timings:
-            postprocess = (time.perf_counter() - started) * 1e3
-            timings["postprocess"] = postprocess
-            timings["total"] = timings.get("total", 0.0) + postprocess
-        return PolicyOutput(actions=actions, normalized_actions=clipped, action=action, timings_ms=timings)
+        return predict_requests(self, requests)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per module (vision front end, projector, llm, action_head) and in total."""
@@ -320,34 +237,3 @@ class CogACTPolicy(nn.Module):
         counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
         counts["total"] = sum(counts.values())
         return counts
-
-
-@dataclass
-class PredictionRow:
-    """One checked request of a batch: its observation, seed, ensemble (or none) and inpainting (or none)."""
-
-    obs: Observation
-    seed: Optional[int]
-    ensemble: Optional[AdaptiveActionEnsemble]
-    inpainting: Optional[ChunkInpainting]
-
-
-class PolicySession:
-    """One client's view of a shared ``CogACTPolicy``: its own ensemble, the model's weights."""
-
-    def __init__(self, model: CogACTPolicy, ensemble: Optional[AdaptiveActionEnsemble]) -> None:
-        self.model = model
-        self.ensemble = ensemble
-
-    @property
-    def conventions(self) -> Conventions:
-        return self.model.conventions
-
-    def reset(self) -> None:
-        if self.ensemble is not None:
-            self.ensemble.reset()
-
-    def predict_action(
-        self, obs: Observation, seed: Optional[int] = None, continuation: Optional[ChunkContinuation] = None
-    ) -> PolicyOutput:
-        return self.model.predict_with_ensemble(obs, seed, self.ensemble, continuation)

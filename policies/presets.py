@@ -17,7 +17,7 @@ from policies.acceleration.pruning import drop_layers, prune_mlp_channels, scale
 from policies.acceleration.token_selection import FastVSelector, TaskAwareSelector
 from policies.policy import CogACTPolicy
 from runtime.core.resources import config_file
-from runtime.core.yaml_config import ConfigError, from_dict, read_yaml_mapping
+from runtime.core.yaml_config import ConfigError, from_dict, read_mapping
 
 
 @dataclass
@@ -96,7 +96,7 @@ def load_preset(name_or_path: str) -> PresetConfig:
     if not path.is_file():
         raise ValueError(f"--preset: unknown preset {name_or_path!r}; available: {', '.join(available_presets())}")
     try:
-        return from_dict(PresetConfig, read_yaml_mapping(path))
+        return from_dict(PresetConfig, read_mapping(path, "config file"))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

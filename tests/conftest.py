@@ -1,9 +1,12 @@
-"""Shared fixtures: the tiny config and a built tiny policy (random weights, seeded)."""
+"""Shared fixtures and helpers: the tiny config and a built tiny policy (random weights, seeded), the simulator gates,
+a started policy server (``running_server``, the ``server`` fixture) and ``vlart`` run in process (``run``)."""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -30,14 +33,21 @@ def missing_simulator(reason: str) -> None:
     pytest.skip(reason)
 
 
+def asset_dir(variable: str, shared: Path, missing: str) -> Path:
+    """The simulator data a test needs: ``$variable``, else the shared pack beside this checkout (exported as
+    ``$variable`` for the subprocesses), else ``missing_simulator(missing)``."""
+    if not os.environ.get(variable) and shared.is_dir():
+        os.environ[variable] = str(shared.resolve())
+    if not os.environ.get(variable):
+        missing_simulator(missing)
+    return Path(os.environ[variable])
+
+
 @pytest.fixture(scope="session")
 def simpler_assets() -> Path:
     """Simulator tests use the SIMPLER asset pack: MS_ASSET_DIR, or the shared pack beside this checkout."""
-    if not os.environ.get("MS_ASSET_DIR") and SHARED_ASSETS.is_dir():
-        os.environ["MS_ASSET_DIR"] = str(SHARED_ASSETS.resolve())
-    if not os.environ.get("MS_ASSET_DIR"):
-        missing_simulator("SIMPLER assets not found: set MS_ASSET_DIR (CI uses ../shared/simpler_assets)")
-    return Path(os.environ["MS_ASSET_DIR"])
+    return asset_dir("MS_ASSET_DIR", SHARED_ASSETS,
+                     "SIMPLER assets not found: set MS_ASSET_DIR (CI uses ../shared/simpler_assets)")
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +60,9 @@ def real2sim_assets() -> Path:
         real2sim_python()
     except RuntimeError as exc:  # no such interpreter: the message says how to build it
         missing_simulator(f"SimplerEnv interpreter not set up: {exc}")
-    if not os.environ.get("MS2_REAL2SIM_ASSET_DIR") and SHARED_REAL2SIM_DATA.is_dir():
-        os.environ["MS2_REAL2SIM_ASSET_DIR"] = str(SHARED_REAL2SIM_DATA.resolve())
-    if not os.environ.get("MS2_REAL2SIM_ASSET_DIR"):
-        missing_simulator("SimplerEnv data not found: set MS2_REAL2SIM_ASSET_DIR "
-                          "(CI uses ../shared/simpler_real2sim/ManiSkill2_real2sim/data)")
-    return Path(os.environ["MS2_REAL2SIM_ASSET_DIR"])
+    return asset_dir("MS2_REAL2SIM_ASSET_DIR", SHARED_REAL2SIM_DATA,
+                     "SimplerEnv data not found: set MS2_REAL2SIM_ASSET_DIR "
+                     "(CI uses ../shared/simpler_real2sim/ManiSkill2_real2sim/data)")
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +76,32 @@ def tiny_policy():
 def frame() -> np.ndarray:
     """A 480x640 RGB frame, like SIMPLER's 3rd-view camera."""
     return np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+
+
+@contextmanager
+def running_server(policy: Any, **settings: Any) -> Iterator[Any]:
+    """A started ``PolicyServer`` for ``policy`` on a free loopback port (``bind=...`` and the server's other
+    settings may be given), stopped however the block ends."""
+    from bridge.server.policy_server import PolicyServer
+
+    server = PolicyServer(policy, **{"bind": "tcp://127.0.0.1:*", **settings}).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def server(tiny_policy):
+    """The tiny policy served on a free loopback port."""
+    with running_server(tiny_policy) as started:
+        yield started
+
+
+def run(capsys: pytest.CaptureFixture, *argv: Any) -> tuple[int, str, str]:
+    """``vlart ARGV`` in this process: its exit code, stdout and stderr."""
+    from runtime.app.cli import main
+
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

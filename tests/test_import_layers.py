@@ -3,12 +3,17 @@ no module importing one from a higher layer, package ``__init__`` files importin
 robot side (layers 1, 2 and 4) free of torch, transformers and mani_skill at module level.
 
 Every ``import`` / ``from ... import`` counts, function-level ones included (a lazy import is still a dependency);
-only imports under ``if TYPE_CHECKING:`` are left out.
+only imports under ``if TYPE_CHECKING:`` are left out. The last test is the one runtime counterpart: what the robot
+side loads, through every chain of imports, in a fresh interpreter. (The wheel installed without extras, with no
+torch, drives a robot in ``.ci/run``.)
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,8 @@ FOLDER_LAYERS: dict[str, int] = {
 ROBOT_SIDE = (1, 2, 4)
 # What the robot side must install and import without (design.md): the policy and simulator stacks.
 HEAVY = ("torch", "transformers", "diffusers", "safetensors", "tokenizers", "mani_skill", "sapien", "gymnasium")
+# Nor does a robot program (the thin client, `vlart robot`) load the policy's image and config readers or a simulator.
+NOT_IN_A_ROBOT_PROGRAM = (*HEAVY, "PIL", "yaml", "envs")
 
 
 @dataclass(frozen=True)
@@ -229,3 +236,33 @@ def test_robot_side_imports_no_policy_or_simulator_stack():
     ]
     heavy = ", ".join(HEAVY)
     assert not bad, f"robot-side modules (layers {ROBOT_SIDE}) must not import {heavy}:\n  " + "\n  ".join(bad)
+
+
+ROBOT_PROBE = """
+import importlib, json, sys
+
+def loaded(names):
+    found = {m for m in sys.modules if m.split('.')[0] in names}
+    found |= {m for m in sys.modules if m.startswith('policies.') and not m.startswith(('policies.api.', 'policies.api'))}
+    return sorted(found)
+
+import bridge.client, runtime.robot.runner, runtime.robot.template, runtime.app.cli.robot
+from runtime.app.cli import build_parser
+build_parser()
+program = loaded(set(sys.argv[1].split(',')))
+for name in sys.argv[3].split(','):
+    importlib.import_module(name)
+print(json.dumps({'program': program, 'every_module': loaded(set(sys.argv[2].split(',')))}))
+"""
+
+
+def test_the_robot_side_loads_no_policy_or_simulator_stack_in_a_fresh_interpreter():
+    """The robot program (the thin client, the runner, the adapter template, `vlart robot` and the CLI's parser)
+    loads none of NOT_IN_A_ROBOT_PROGRAM and nothing of policies but policies.api; then every robot-side module
+    (layers 1, 2 and 4) together loads nothing of HEAVY, through whatever chain of imports (what the static checks,
+    one module at a time and module level only, cannot see)."""
+    robot_side = sorted(m for m in MODULES if _has_layer(m) and layer(m) in ROBOT_SIDE)
+    result = subprocess.run([sys.executable, "-c", ROBOT_PROBE, ",".join(NOT_IN_A_ROBOT_PROGRAM), ",".join(HEAVY),
+                             ",".join(robot_side)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {"program": [], "every_module": []}

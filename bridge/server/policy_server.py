@@ -1,22 +1,16 @@
-"""The vlart action server: a ZeroMQ ROUTER socket in front of a shared policy.
+"""The vlart action server: a ZeroMQ ROUTER socket in front of a shared policy, and its threads.
 
 One socket thread owns the ROUTER: it checks every message's size, decodes and validates it, answers ``hello`` and
 ``ping`` at once, and queues ``infer`` for the inference worker, so a long forward pass never delays a ping. A
 ``reset`` runs at once too, unless its client has an inference queued or running: then it waits for that one, so
-resets stay ordered with the infers of their client. The worker batches dynamically: the infers of different clients
-that are queued, or arrive within ``batch_wait_ms`` while an active client is missing from the batch (up to
-``max_batch``), run as one forward pass (``predict_batch``), each row with its own seed, instruction, continuation
-and ensemble; a client's second infer waits for the next batch. It
+resets stay ordered with the infers of their client. The worker batches dynamically (``bridge.server.batching``) and
 hands replies back over an inproc socket; only the socket thread touches the ROUTER. Each client (ROUTER identity)
-has its own session: its own ensemble history on the shared model. In-process clients (the websocket endpoints)
-``submit`` their requests straight to the same checks and queue, and get their replies by callback, without a
-socket or an encoding in between.
+has its own session, and a retried request joins its first attempt (``bridge.server.sessions``). In-process clients
+(the websocket endpoints) ``submit`` their requests straight to the same checks and queue
+(``bridge.server.requests``), and get their replies by callback, without a socket or an encoding in between.
 
-A request runs at most once: a client's retries carry the first attempt's ``request_id``, and a retry of a request
-that is queued, running or done joins it and gets its reply, never a second inference (a second chunk would shift the
-session ensemble's "k steps ago" rows). Every refused message gets an ``error`` reply; whatever goes wrong in one
-job, the worker answers that request with an error and goes on. With CURVE, the allowlist directory is re-read when
-it changes, and a revoked key's messages are dropped even on a connection made before the revocation.
+Every refused message gets an ``error`` reply; whatever goes wrong in one job, the worker answers that request with an
+error and goes on. With CURVE, only the client keys of the allowlist are served (``bridge.server.curve``).
 """
 
 from __future__ import annotations
@@ -26,9 +20,6 @@ import queue
 import threading
 import time
 import traceback
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import zmq
@@ -37,7 +28,11 @@ from bridge import protocol
 from bridge.keys import ServerKeys
 from bridge.limits import InflightBytes
 from bridge.protocol import ProtocolError
-from policies.api.interface import Observation, Policy, PolicyOutput, PredictRequest, ServablePolicy
+from bridge.server.batching import Batcher
+from bridge.server.curve import CurveAllowlist, serve_curve
+from bridge.server.requests import Job, RequestQueue
+from bridge.server.sessions import ClientSession, Sessions
+from policies.api.interface import ServablePolicy
 from runtime.core.budgets import LatencyBudget
 from runtime.core.safe_repr import bounded_repr, describe_exception
 
@@ -50,78 +45,7 @@ RECEIVE_HWM = 8  # messages ZeroMQ buffers per peer before it stops reading that
 SERVER_NAME = "vlart"
 DEFAULT_MAX_BATCH = 8
 DEFAULT_BATCH_WAIT_MS = 5.0  # chosen with benchmarks/serving_scale.py (README, Serving a fleet)
-REMEMBERED_REQUESTS = 32  # finished requests per session whose replies a late retry can still get
-ALLOWLIST_CHECK_S = 1.0
 ACTIVE_WINDOW_S = 1.0
-
-
-@dataclass
-class RequestRecord:
-    """One logical request of a session: the attempts (envelope, seq) waiting for it, and its reply once done."""
-
-    waiting: list[tuple[list[bytes], int]]
-    reply: Optional[tuple[str, dict[str, Any]]] = None
-
-
-@dataclass
-class ClientSession:
-    policy: Policy
-    name: str = "?"
-    last_seen: float = field(default_factory=time.monotonic)
-    requests: "OrderedDict[int, RequestRecord]" = field(default_factory=OrderedDict)
-    pending: int = 0  # its jobs queued or running in the worker (a reset runs at once only when there are none)
-    last_infer: float = -float("inf")  # monotonic time of its latest infer (the batcher waits only for active ones)
-
-
-@dataclass
-class Job:
-    kind: str  # protocol.INFER or protocol.RESET
-    envelope: list[bytes]
-    seq: int
-    session: ClientSession
-    received: float
-    decode_ms: float
-    request: Optional[protocol.InferRequest] = None
-    request_id: Optional[int] = None
-    # An in-process client's reply callback (type, payload), called from the worker; None: a ROUTER client's job.
-    deliver: Optional[Callable[[str, dict[str, Any]], None]] = None
-    size: int = 0  # bytes of the request it holds, counted in the server's bytes in flight until it is answered
-
-
-class CurveAllowlist:
-    """The client public keys a CURVE server accepts, re-read from its directory whenever the directory changes."""
-
-    def __init__(self, directory: Path, authenticator: Any) -> None:
-        self.directory = directory
-        self.authenticator = authenticator
-        self.keys: frozenset[str] = frozenset()
-        self._signature: Optional[tuple] = None
-        self._checked = 0.0
-        self.refresh(force=True)
-
-    def _current_signature(self) -> tuple:
-        try:
-            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in self.directory.iterdir()))
-        except OSError:
-            return ()
-
-    def refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._checked < ALLOWLIST_CHECK_S:
-            return
-        self._checked = now
-        signature = self._current_signature()
-        if signature == self._signature and not force:
-            return
-        self.authenticator.configure_curve(domain="*", location=str(self.directory))
-        # Keys are Z85 text, as ZeroMQ reports a CURVE client's "User-Id" on each of its messages.
-        self.keys = frozenset(key.decode() for key in self.authenticator.certs.get("*", {}))
-        if self._signature is not None:
-            log.info("CURVE allowlist %s re-read: %d client key(s)", self.directory, len(self.keys))
-        self._signature = signature
-
-    def allows(self, user_id: Optional[str]) -> bool:
-        return user_id in self.keys
 
 
 class PolicyServer:
@@ -159,42 +83,27 @@ class PolicyServer:
         if max_inflight_bytes < max_message_bytes:
             raise ValueError(f"max_inflight_bytes ({max_inflight_bytes}) must be at least max_message_bytes "
                              f"({max_message_bytes}), or no request of the largest size could ever run")
-        if not isinstance(max_batch, int) or max_batch < 1:
-            raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
-        if not batch_wait_ms >= 0:
-            raise ValueError(f"batch_wait_ms: expected a number >= 0, got {batch_wait_ms!r}")
         self.policy = policy
-        self.max_batch = max_batch
-        self.batch_wait_s = batch_wait_ms / 1e3
-        self.active_window_s = active_window_s
+        self._sessions = Sessions(policy, session_idle_s)
+        self._jobs: "queue.Queue[Job]" = queue.Queue(maxsize=max_queue)
+        self._batcher = Batcher(policy, self._jobs, self._sessions, budget, max_batch, batch_wait_ms, active_window_s)
         self.budget = budget
         self.bind = bind
         self.curve = curve
         self.max_message_bytes = max_message_bytes
         self.inflight = InflightBytes(max_inflight_bytes)
+        self._requests = RequestQueue(policy, self._sessions, self._jobs, self.inflight, self.worker_alive)
         # Why a server thread ended unexpectedly (the server is then unusable): what ping and the health checks report.
         self.failure: Optional[str] = None
-        self.session_idle_s = session_idle_s
         self.context = context or zmq.Context.instance()
         self.endpoint: Optional[str] = None
-        self.sessions: dict[bytes, ClientSession] = {}
-        self._jobs: "queue.Queue[Job]" = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._busy = threading.Event()
         self._threads: list[threading.Thread] = []
         self._results_address = f"inproc://vlart-results-{id(self)}"
         self._started = time.monotonic()
-        self._authenticator: Any = None
         self._allowlist: Optional[CurveAllowlist] = None
         self._worker: Optional[threading.Thread] = None
-        self._requests_lock = threading.Lock()  # session.requests: socket thread and worker
-        self._sessions_lock = threading.Lock()  # self.sessions: socket thread, in-process clients, worker
-        self.inferences = 0  # requests inferred (a retried request counts once)
-        self.batches = 0  # forward passes run for them
-        self._last_pass_s = 0.0
-        self._deferred: "deque[Job]" = deque()  # taken from the queue by the worker, left for a later batch
-        self.joined_retries = 0  # attempts answered with another attempt's result
         self._hello_payload = {
             "server": SERVER_NAME,
             "protocol": protocol.PROTOCOL_VERSION,
@@ -206,6 +115,26 @@ class PolicyServer:
                              "method": policy.metadata.get("continuation_method", "repaint")},
         }
 
+    @property
+    def sessions(self) -> dict[bytes, ClientSession]:
+        """The client sessions by identity (to read: ``forget_session`` drops one)."""
+        return self._sessions.by_identity
+
+    @property
+    def inferences(self) -> int:
+        """Requests inferred (a retried request counts once)."""
+        return self._batcher.inferences
+
+    @property
+    def batches(self) -> int:
+        """Forward passes run for them."""
+        return self._batcher.batches
+
+    @property
+    def joined_retries(self) -> int:
+        """Attempts answered with another attempt's result."""
+        return self._sessions.joined_retries
+
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def _open_router(self) -> zmq.Socket:
@@ -216,14 +145,7 @@ class PolicyServer:
         router.setsockopt(zmq.SNDHWM, 1000)
         router.setsockopt(zmq.RCVHWM, RECEIVE_HWM)
         if self.curve is not None:
-            from zmq.auth.thread import ThreadAuthenticator
-
-            self._authenticator = ThreadAuthenticator(self.context)
-            self._authenticator.start()
-            self._allowlist = CurveAllowlist(self.curve.authorized_dir, self._authenticator)
-            router.curve_secretkey = self.curve.secret
-            router.curve_publickey = self.curve.public
-            router.curve_server = True
+            self._allowlist = serve_curve(router, self.context, self.curve)
         router.bind(self.bind)
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         return router
@@ -287,8 +209,8 @@ class PolicyServer:
             worker.join(timeout=30)
             router.close(linger=0)
             results.close(linger=0)
-            if self._authenticator is not None:
-                self._authenticator.stop()
+            if self._allowlist is not None:
+                self._allowlist.authenticator.stop()
             log.info("server on %s stopped", self.endpoint)
 
     def _serve_loop(self, poller: zmq.Poller, router: zmq.Socket, results: zmq.Socket,
@@ -310,7 +232,7 @@ class PolicyServer:
             if self._allowlist is not None:
                 self._allowlist.refresh()
             if time.monotonic() - last_sweep > 5.0:
-                self._forget_idle_sessions()
+                self._sessions.forget_idle()
                 last_sweep = time.monotonic()
 
     # -- socket thread ---------------------------------------------------------------------------------------------
@@ -356,18 +278,9 @@ class PolicyServer:
             log.error("a message (seq %d) failed: %s", seq, traceback.format_exc())
             return protocol.error_reply(ProtocolError(protocol.INTERNAL_ERROR, describe_exception(exc), seq=seq))
 
-    def _session(self, identity: bytes) -> ClientSession:
-        with self._sessions_lock:
-            session = self.sessions.get(identity)
-            if session is None:
-                session = self.sessions[identity] = ClientSession(self.policy.session())
-        session.last_seen = time.monotonic()
-        return session
-
     def forget_session(self, identity: bytes) -> None:
         """Drop a client's session (an in-process client that has gone); a job of it still queued runs."""
-        with self._sessions_lock:
-            self.sessions.pop(identity, None)
+        self._sessions.forget(identity)
 
     def _dispatch(self, envelope: list[bytes], message: protocol.Message, received: float,
                   size: int) -> Optional[bytes]:
@@ -378,10 +291,10 @@ class PolicyServer:
             reply = {
                 "status": "ok" if problem is None else protocol.UNAVAILABLE,
                 "worker_alive": alive,
-                "busy": self._busy.is_set(),
-                "queued": self._jobs.qsize() + len(self._deferred),
+                "busy": self._batcher.busy.is_set(),
+                "queued": self._batcher.queued(),
                 "inflight_bytes": self.inflight.held,
-                "max_batch": self.max_batch,
+                "max_batch": self._batcher.max_batch,
                 "sessions": len(self.sessions),
                 "uptime_s": round(time.monotonic() - self._started, 3),
             }
@@ -391,7 +304,7 @@ class PolicyServer:
                 reply["budget"] = self.budget.summary()
             return protocol.pack(protocol.PING, seq, reply)
         if kind == protocol.HELLO:
-            session = self._session(envelope[0])
+            session = self._sessions.get(envelope[0])
             name = payload.get("name")
             session.name = name[:64] if isinstance(name, str) else "?"
             return protocol.pack(protocol.HELLO, seq, self._hello_payload)
@@ -402,22 +315,7 @@ class PolicyServer:
                 field="type",
                 seq=seq,
             )
-        self._check_worker(seq)
-        session = self._session(envelope[0])
-        request_id = message.request_id
-        if request_id is not None:
-            with self._requests_lock:
-                record = session.requests.get(request_id)
-                if record is not None:  # a retry: never a second inference
-                    self.joined_retries += 1
-                    if record.reply is None:
-                        record.waiting.append((envelope, seq))
-                        return None
-                    return protocol.pack(record.reply[0], seq, record.reply[1])
-        job = self._job(kind, payload, envelope, seq, session, received, request_id, size=size)
-        if self._enqueue(job):
-            return self._replies(job, protocol.RESET, {"ok": True}, done=False)[0][1]
-        return None
+        return self._requests.admit(envelope, message, received, size)
 
     def submit(self, identity: bytes, kind: str, payload: dict[str, Any],
                deliver: Callable[[str, dict[str, Any]], None], size: int = 0) -> None:
@@ -426,77 +324,16 @@ class PolicyServer:
         code, ``field`` and message if refused or failed): now, or later from the worker thread, so it must be quick
         and thread-safe. One request of an identity at a time, like a ZeroMQ client that waits for its replies.
         ``size``: the bytes of the frame the request came in, counted in the bytes in flight until it is answered."""
-        received = time.perf_counter()
-        try:
-            if kind not in (protocol.INFER, protocol.RESET):
-                raise ProtocolError(protocol.UNKNOWN_TYPE, f"type: expected infer or reset, got {bounded_repr(kind)}",
-                                    field="type")
-            self._check_worker(0)
-            job = self._job(kind, payload, [], 0, self._session(identity), received, None, deliver, size)
-            if self._enqueue(job):
-                deliver(protocol.RESET, {"ok": True})
-        except ProtocolError as error:
-            deliver(protocol.ERROR, error.payload())
-        except Exception as exc:  # a client's bad request must not reach the endpoint's loop as an exception
-            log.error("in-process %s failed: %s", kind, traceback.format_exc())
-            deliver(protocol.ERROR, ProtocolError(protocol.INTERNAL_ERROR, describe_exception(exc)).payload())
-
-    def _check_worker(self, seq: int) -> None:
-        if not self.worker_alive():
-            raise ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server", seq=seq)
-
-    def _job(self, kind: str, payload: dict[str, Any], envelope: list[bytes], seq: int, session: ClientSession,
-             received: float, request_id: Optional[int],
-             deliver: Optional[Callable[[str, dict[str, Any]], None]] = None, size: int = 0) -> Job:
-        """The job for a checked infer or reset (``bad_request`` naming the field if the infer is not valid)."""
-        request = None
-        if kind == protocol.INFER:
-            request = protocol.validate_infer(payload, self.policy.conventions, seq)
-            session.last_infer = time.monotonic()
-        return Job(kind, envelope, seq, session, received, decode_ms=(time.perf_counter() - received) * 1e3,
-                   request=request, request_id=request_id, deliver=deliver, size=size)
-
-    def _enqueue(self, job: Job) -> bool:
-        """Queue ``job`` for the worker (``busy`` if the queue is full or its bytes would take the bytes in flight over
-        the limit); True: it was a reset run at once instead."""
-        session, request_id, kind = job.session, job.request_id, job.kind
-        with self._requests_lock:  # registered before the worker can see the job, so its reply finds the record
-            if request_id is not None:
-                session.requests[request_id] = RequestRecord([(job.envelope, job.seq)])
-            if kind == protocol.RESET and session.pending == 0:
-                # Nothing of this client's is queued or running, so nothing it asked before can land after it.
-                session.policy.reset()
-                return True
-            if not self.inflight.acquire(job.size):
-                session.requests.pop(request_id, None)
-                raise ProtocolError(protocol.BUSY, f"the requests already waiting hold {self.inflight.held} bytes; "
-                                    f"{job.size} more would exceed {self.inflight.limit}; retry later", seq=job.seq)
-            try:
-                self._jobs.put_nowait(job)
-            except queue.Full:
-                self.inflight.release(job.size)
-                session.requests.pop(request_id, None)
-                raise ProtocolError(
-                    protocol.BUSY, f"{self._jobs.maxsize} requests are already waiting; retry later", seq=job.seq
-                ) from None
-            session.pending += 1
-            return False
+        self._requests.submit(identity, kind, payload, deliver, size)
 
     def _refuse_queued(self, router: zmq.Socket) -> None:
         """The worker has stopped: answer what is still queued instead of leaving the clients to time out."""
         while True:
-            try:
-                job = self._deferred.popleft() if self._deferred else self._jobs.get_nowait()
-            except queue.Empty:
+            job = self._batcher.next_job(timeout=0.0)
+            if job is None:
                 return
             error = ProtocolError(protocol.UNAVAILABLE, "the inference worker has stopped; restart the server")
-            self._send_replies(router, job, protocol.ERROR, error.payload())
-
-    def _forget_idle_sessions(self) -> None:
-        cutoff = time.monotonic() - self.session_idle_s
-        with self._sessions_lock:
-            for identity in [k for k, s in self.sessions.items() if s.last_seen < cutoff]:
-                del self.sessions[identity]
+            self._requests.send_replies(router, job, protocol.ERROR, error.payload())
 
     # -- inference worker ------------------------------------------------------------------------------------------
 
@@ -506,182 +343,19 @@ class PolicyServer:
         jobs: list[Job] = []
         try:
             while not self._stop.is_set():
-                first = self._next_job(timeout=0.1)
+                first = self._batcher.next_job(timeout=0.1)
                 if first is None:
                     continue
                 jobs = [first]
                 if first.kind == protocol.INFER:
-                    jobs = self._gather_batch(first, out)
-                for job, reply in zip(jobs, self._run_guarded(jobs)):
-                    self._send_replies(out, job, *reply)
+                    jobs = self._batcher.gather(first, lambda job, reply: self._requests.send_replies(out, job, *reply))
+                for job, reply in zip(jobs, self._batcher.run(jobs)):
+                    self._requests.send_replies(out, job, *reply)
                 jobs = []
         except BaseException as exc:
             self.record_failure("inference worker", exc)
             error = ProtocolError(protocol.UNAVAILABLE, "the inference worker stopped during this request")
             for job in jobs:
-                self._send_replies(out, job, protocol.ERROR, error.payload())
+                self._requests.send_replies(out, job, protocol.ERROR, error.payload())
         finally:
             out.close(linger=1000)
-
-    def _next_job(self, timeout: float) -> Optional[Job]:
-        """The oldest job not yet run: a deferred one first, else the queue's (waiting up to ``timeout``; 0: only
-        what is queued already)."""
-        if self._deferred:
-            return self._deferred.popleft()
-        try:
-            return self._jobs.get(timeout=timeout) if timeout > 0 else self._jobs.get_nowait()
-        except queue.Empty:
-            return None
-
-    def _gather_batch(self, first: Job, out: zmq.Socket) -> list[Job]:
-        """``first`` and the infers of other sessions that are queued, or arrive within the batch wait, up to
-        ``max_batch``. A job of a session already in the batch (and every later job of that session) is deferred to
-        the next round, keeping each session's order; a reset of any other session runs and is answered here."""
-        batch, members = [first], {id(first.session)}
-        held: list[Job] = []
-        held_sessions: set[int] = set()
-        deadline = time.perf_counter() + self.batch_wait_s
-        active = self._active_sessions()
-        while len(batch) < self.max_batch:
-            # Waiting is only worth it for an active client that is not in the batch yet: a lone client never waits,
-            # and lockstep clients close the batch as soon as the last of them has sent.
-            waiting_for = active - members - held_sessions
-            job = self._next_job(timeout=deadline - time.perf_counter() if waiting_for else 0.0)
-            if job is None:
-                break
-            session = id(job.session)
-            if session in members or session in held_sessions:
-                held.append(job)
-                held_sessions.add(session)
-            elif job.kind == protocol.RESET:
-                self._send_replies(out, job, *self._run_guarded([job])[0])
-            else:
-                batch.append(job)
-                members.add(session)
-        self._deferred.extendleft(reversed(held))  # before anything left in the deque: they were taken before it
-        return batch
-
-    def _active_sessions(self) -> set[int]:
-        """Sessions that sent an infer recently: within a second plus two forward passes (a client of a slow model
-        sends rarely, yet is as active as one of a fast model)."""
-        window = self.active_window_s + 2 * self._last_pass_s
-        cutoff = time.monotonic() - window
-        with self._sessions_lock:
-            return {id(session) for session in self.sessions.values() if session.last_infer >= cutoff}
-
-    def _run_guarded(self, jobs: list[Job]) -> list[tuple[str, dict[str, Any], Optional[bytes]]]:
-        """Each job's reply (type, payload) and its body for the job's seq, encoded here so that a reply that cannot
-        be encoded never reaches the send: any failure becomes that job's error reply."""
-        self._busy.set()
-        try:
-            if jobs[0].kind == protocol.RESET:
-                jobs[0].session.policy.reset()
-                return [self._encoded(jobs[0], protocol.RESET, {"ok": True})]
-            started = time.perf_counter()
-            try:
-                outputs = self._predict(jobs)
-            except Exception as exc:  # the server must survive any failure in one batch
-                outputs = [exc for _ in jobs]
-            self.inferences += len(jobs)
-            self.batches += 1
-            self._last_pass_s = time.perf_counter() - started
-            replies = []
-            for job, output in zip(jobs, outputs):
-                try:
-                    if isinstance(output, Exception):
-                        raise output
-                    replies.append(self._encoded(job, protocol.INFER, self._infer_payload(job, output, started,
-                                                                                       len(jobs))))
-                except Exception as exc:
-                    log.error("%s failed for seq %d: %s", job.kind, job.seq,
-                              "".join(traceback.format_exception(exc)))
-                    error = ProtocolError(protocol.INFERENCE_FAILED, f"{type(exc).__name__}: {exc}")
-                    replies.append(self._encoded(job, protocol.ERROR, error.payload()))
-            return replies
-        finally:
-            self._busy.clear()
-
-    @staticmethod
-    def _encoded(job: Job, kind: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any], Optional[bytes]]:
-        """The reply with its body for a ROUTER client (an in-process one takes the payload as it is)."""
-        return kind, payload, None if job.deliver is not None else protocol.pack(kind, job.seq, payload)
-
-    def _predict(self, jobs: list[Job]) -> list[Any]:
-        """One output (or the exception it raised) per infer job, as one batch when the policy can batch."""
-        key = self.policy.conventions.image_keys[0]
-        requests = []
-        for job in jobs:
-            request = job.request
-            assert request is not None
-            obs = Observation(image=request.images[key], instruction=request.instruction, proprio=request.proprio)
-            requests.append(PredictRequest(job.session.policy, obs, request.seed, request.continuation))
-        predict_batch = getattr(self.policy, "predict_batch", None)
-        if predict_batch is not None:
-            return predict_batch(requests)
-        return [self._predict_alone(request) for request in requests]
-
-    @staticmethod
-    def _predict_alone(request: PredictRequest) -> Any:
-        try:
-            if request.continuation is None:  # policies that predate continuation have no such keyword
-                return request.session.predict_action(request.obs, seed=request.seed)
-            return request.session.predict_action(request.obs, seed=request.seed, continuation=request.continuation)
-        except Exception as exc:
-            return exc
-
-    def _send_replies(self, socket: zmq.Socket, job: Job, kind: str, payload: dict[str, Any],
-                      body: Optional[bytes] = None) -> None:
-        """Answer a job that has left the worker: its in-process client's callback, or every waiting attempt of a
-        ROUTER client through ``socket`` (the ROUTER itself or the worker's results socket)."""
-        if job.deliver is not None:
-            with self._requests_lock:
-                job.session.pending -= 1
-            self.inflight.release(job.size)
-            try:
-                job.deliver(kind, payload)
-            except Exception:  # a client that has gone (its event loop closed) must not stop the worker
-                log.warning("an in-process client could not take its %s reply: %s", kind, traceback.format_exc())
-            return
-        for envelope, reply in self._replies(job, kind, payload, body):
-            socket.send_multipart([*envelope, reply])
-
-    def _replies(self, job: Job, kind: str, payload: dict[str, Any], body: Optional[bytes] = None,
-                 done: bool = True) -> list[tuple[list[bytes], bytes]]:
-        """(envelope, body) for every attempt waiting for ``job`` (``body``, when given, is the reply already
-        encoded for ``job.seq``); remembers the reply for later retries. ``done``: the job was queued and has now
-        left the worker."""
-        if done:
-            self.inflight.release(job.size)
-        with self._requests_lock:
-            if done:
-                job.session.pending -= 1
-            record = job.session.requests.get(job.request_id) if job.request_id is not None else None
-            if record is None:
-                targets = [(job.envelope, job.seq)]
-            else:
-                record.reply, targets, record.waiting = (kind, payload), record.waiting, []
-                finished = [rid for rid, r in job.session.requests.items() if r.reply is not None]
-                for rid in finished[:-REMEMBERED_REQUESTS]:
-                    del job.session.requests[rid]
-        return [(envelope, body if body is not None and seq == job.seq else protocol.pack(kind, seq, payload))
-                for envelope, seq in targets]
-
-    def _infer_payload(self, job: Job, output: PolicyOutput, started: float, batch_size: int) -> dict[str, Any]:
-        timing = {f"{name}_ms": round(ms, 4) for name, ms in output.timings_ms.items()}
-        timing["policy_total_ms"] = timing.pop("total_ms", round((time.perf_counter() - started) * 1e3, 4))
-        timing["decode_ms"] = round(job.decode_ms, 4)
-        timing["queue_ms"] = round((started - job.received) * 1e3 - job.decode_ms, 4)
-        payload: dict[str, Any] = {
-            "actions": output.actions,
-            "normalized_actions": output.normalized_actions,
-            "action": output.action,
-            "server_timing": timing,
-            "batch_size": batch_size,
-        }
-        timing["server_total_ms"] = round((time.perf_counter() - job.received) * 1e3, 4)
-        if self.budget is not None:
-            steps = {**output.timings_ms, "total": timing["server_total_ms"]}
-            over = self.budget.observe(steps)
-            payload["budget"] = {"name": self.budget.config.name, "over": over,
-                                 "violations": dict(self.budget.violations)}
-        return payload

@@ -93,12 +93,19 @@ def continuation_problem(
 @dataclass
 class PolicyOutput:
     """actions (T, A) unnormalised chunk; normalized_actions (T, A) clipped, gripper binarised; action (A,) the one to
-    execute now (ensembled when the ensemble is on, else the chunk's first row); timings_ms per stage."""
+    execute now (ensembled when the ensemble is on, else the chunk's first row); timings_ms per stage (``total``: the
+    policy's own time; ``round_trip``: a remote caller's wait); budget_over: a latency budget's stage was over."""
 
     actions: np.ndarray
     normalized_actions: np.ndarray
     action: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    budget_over: bool = False
+
+    @property
+    def latency_ms(self) -> float:
+        """What the caller waited for this output: the round trip of a remote policy, else the policy's total."""
+        return self.timings_ms.get("round_trip", self.timings_ms.get("total", 0.0))
 
 
 @dataclass(frozen=True)

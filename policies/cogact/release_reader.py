@@ -12,12 +12,13 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from policies.action_config import DIT_SIZES
 from policies.cogact.key_rules import (
     ACTION, GROUPS, build_rules, check_rules_cover, describe_keys, expected_layout, to_vlart,
 )
 from policies.cogact.mapped_checkpoint import file_mappings, read_checkpoint, release_mapped_pages
 from policies.cogact.release_layout import BASE_VLMS, CHECKPOINT_DIR, RELEASE_CONFIG, TOKENIZER_FILES, VLART_CONFIG
-from policies.config import DIT_SIZES, PolicyConfig, load_config
+from policies.config import PolicyConfig, load_config
 from policies.factory import STATISTICS_FILE, build_policy
 from policies.policy import CogACTPolicy
 from runtime.core.yaml_config import ConfigError, apply_overrides, from_dict

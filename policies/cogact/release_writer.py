@@ -10,9 +10,10 @@ from typing import Any, Optional
 
 import torch
 
+from policies.action_config import DIT_SIZES
 from policies.cogact.key_rules import cogact_state_dict
 from policies.cogact.release_layout import BASE_VLMS, CHECKPOINT_DIR, RELEASE_CONFIG, VLART_CONFIG
-from policies.config import DIT_SIZES, PolicyConfig, save_config
+from policies.config import PolicyConfig, save_config
 from policies.factory import STATISTICS_FILE
 from policies.policy import CogACTPolicy
 from runtime.core.yaml_config import from_dict

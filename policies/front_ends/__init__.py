@@ -14,6 +14,7 @@ pooled vector (B, P). ``num_tokens`` (N), ``token_dim`` (D, the projector's inpu
 | ``hicropl``   | ``policies.front_ends.hicropl``   | 196                  | text -> vision prompt flow (task-aware)  |
 | ``frozenllm`` | ``policies.front_ends.frozen_llm``| the ViT's (256)      | no                                       |
 
-The interface is in ``base``, ``build_front_end`` (``registry``) picks the implementation; this package imports
-nothing eagerly.
+The interface is in ``base``. Each front end's config section, rules and ``FrontEndSpec`` are in a torch-free
+``<module>_config`` beside it; ``registry`` lists the specs (``VisionConfig`` reads them) and ``build_front_end`` builds
+the one chosen. This package imports nothing eagerly.
 """

@@ -14,17 +14,20 @@ BridgeTower.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 from transformers import BridgeTowerConfig as HFBridgeTowerConfig
 from transformers import BridgeTowerModel
 
-from policies.config import VisionConfig
 from policies.flops import attention_flops, conv_macs, linear_macs
 from policies.front_ends.base import FrontEnd, FrontEndOutput, tokenize_text
 from policies.front_ends.common import CLIP_MEAN, CLIP_STD, normalize_frames
+
+# For annotations only: the config reads the front-end registry, which builds this module.
+if TYPE_CHECKING:
+    from policies.vision_config import VisionConfig
 
 
 def build_bridgetower(config: VisionConfig) -> BridgeTowerModel:

@@ -9,14 +9,19 @@ host of the frozen-LLM front end.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel, SiglipVisionConfig, SiglipVisionModel
 
-from policies.config import VisionConfig
 from policies.flops import vit_tower_flops
 from policies.front_ends.base import FrontEnd, FrontEndOutput
 from policies.image_transforms import preprocess_images
+
+# For annotations only: the config reads the front-end registry, which builds this module.
+if TYPE_CHECKING:
+    from policies.vision_config import VisionConfig
 
 
 def build_dino(config: VisionConfig) -> Dinov2WithRegistersModel:

@@ -25,7 +25,7 @@ LayerNorm (FIBER's ``last_norm=False`` would break the zero-gate equality), and 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -34,10 +34,13 @@ from transformers import RobertaConfig, RobertaModel, SwinConfig, SwinModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.swin.modeling_swin import window_partition, window_reverse
 
-from policies.config import VisionConfig
 from policies.flops import attention_flops, conv_macs, linear_macs
 from policies.front_ends.base import FrontEnd, FrontEndOutput, tokenize_text
 from policies.front_ends.common import IMAGENET_MEAN, IMAGENET_STD, GatedCrossAttention, init_linear, normalize_frames
+
+# For annotations only: the config reads the front-end registry, which builds this module.
+if TYPE_CHECKING:
+    from policies.vision_config import VisionConfig
 
 
 def build_swin(config: VisionConfig) -> SwinModel:

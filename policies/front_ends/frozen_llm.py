@@ -12,7 +12,7 @@ trainable, as in LM4VE. The instruction is not used (LM4VE is vision-only).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -20,10 +20,14 @@ from torch import nn
 from transformers import LlamaConfig
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm
 
-from policies.config import LLMConfig, VisionConfig
 from policies.flops import attention_flops, linear_macs
 from policies.front_ends.base import FrontEnd, FrontEndOutput
 from policies.front_ends.dinosiglip import DinoSigLIPFrontEnd
+from policies.llm_config import LLMConfig
+
+# For annotations only: the config reads the front-end registry, which builds this module.
+if TYPE_CHECKING:
+    from policies.vision_config import VisionConfig
 
 
 class FrozenLLMFrontEnd(FrontEnd):

@@ -30,7 +30,7 @@ squashed to ``image_size`` and normalised with OpenAI CLIP's mean/std.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -38,10 +38,13 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel
 from transformers.activations import QuickGELUActivation
 
-from policies.config import VisionConfig
 from policies.flops import attention_flops, conv_macs, linear_macs
 from policies.front_ends.base import FrontEnd, FrontEndOutput
 from policies.front_ends.common import CLIP_MEAN, CLIP_STD, MultiHeadAttention, init_linear, normalize_frames
+
+# For annotations only: the config reads the front-end registry, which builds this module.
+if TYPE_CHECKING:
+    from policies.vision_config import VisionConfig
 
 
 def build_clip(config: VisionConfig) -> CLIPModel:

@@ -1,33 +1,34 @@
-"""``build_front_end``: the front end named by ``vision.type``. Each implementation is imported only when chosen,
-since each pulls in its own transformers models."""
+"""The front-end registry: ``vision.type`` -> its ``FrontEndSpec`` (config section, rules, builder), and
+``build_front_end``. Torch-free, so that ``VisionConfig`` reads the front ends' sections and rules from here; each
+front end's model code is imported only when that front end is built.
+
+Adding a front end: its model in ``policies/front_ends/<name>.py`` (a ``FrontEnd``), its config section, rules and
+``SPEC`` in a torch-free ``<name>_config.py`` beside it, and its ``SPEC`` in ``FRONT_ENDS`` below.
+"""
 
 from __future__ import annotations
 
-from policies.config import PolicyConfig
-from policies.front_ends.base import FrontEnd
+from typing import TYPE_CHECKING
+
+from policies.front_ends import bridgetower_config, dinosiglip_config, fiber_config, frozen_llm_config, hicropl_config
+from policies.front_ends.spec import FrontEndSpec
+
+# For annotations only: the config reads this registry, so importing it here would make a cycle.
+if TYPE_CHECKING:
+    from policies.config import PolicyConfig
+    from policies.front_ends.base import FrontEnd
+
+# The order is the one ``vision.type``'s error message lists and ``vision``'s sections are saved in.
+FRONT_ENDS: dict[str, FrontEndSpec] = {
+    spec.name: spec
+    for spec in (dinosiglip_config.SPEC, fiber_config.SPEC, bridgetower_config.SPEC, hicropl_config.SPEC,
+                 frozen_llm_config.SPEC)
+}
 
 
 def build_front_end(config: PolicyConfig) -> FrontEnd:
     """The front end named by ``config.vision.type``."""
     kind = config.vision.type
-    if kind == "dinosiglip":
-        from policies.front_ends.dinosiglip import DinoSigLIPFrontEnd
-
-        return DinoSigLIPFrontEnd(config.vision)
-    if kind == "fiber":
-        from policies.front_ends.fiber import FiberFrontEnd
-
-        return FiberFrontEnd(config.vision)
-    if kind == "bridgetower":
-        from policies.front_ends.bridgetower import BridgeTowerFrontEnd
-
-        return BridgeTowerFrontEnd(config.vision)
-    if kind == "hicropl":
-        from policies.front_ends.hicropl import HiCroPLFrontEnd
-
-        return HiCroPLFrontEnd(config.vision)
-    if kind == "frozenllm":
-        from policies.front_ends.frozen_llm import FrozenLLMFrontEnd
-
-        return FrozenLLMFrontEnd(config.vision, config.llm)
-    raise ValueError(f"vision.type: unknown front end {kind!r}")
+    if kind not in FRONT_ENDS:
+        raise ValueError(f"vision.type: unknown front end {kind!r}")
+    return FRONT_ENDS[kind].build(config)

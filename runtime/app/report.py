@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from runtime.core.stats import percentile
+
 RATES = ("success_final", "success_any", "grasped")
 RATE_TITLES = {"success_final": "success (final)", "success_any": "success (any step)", "grasped": "grasped"}
 
@@ -49,7 +51,7 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             p50s = [e["policy_latency_ms"]["p50"] for e in episodes if e.get("policy_latency_ms")]
             table.append({"cell": cell, "task": task, "episodes": aggregate["episodes"],
                           "failed_runs": aggregate["failed_runs"], **{r: aggregate.get(r) for r in RATES},
-                          "latency_p50_ms": sorted(p50s)[len(p50s) // 2] if p50s else None})
+                          "latency_p50_ms": round(percentile(p50s, 50), 3) if p50s else None})
     return table
 
 

@@ -3,18 +3,18 @@
 Without an address Ray starts in this process with this machine's cores; with one (``auto``, ``ray://HOST:PORT``)
 the sweep runs on that cluster. Two kinds of actor, placed by the YAML's ``resources``:
 
-- a **policy server** per (model, preset, conventions): ``bridge.server.policy_server.PolicyServer`` with dynamic batching (up to
-  one row per episode worker), bound to its node's address; started when its first cell starts and stopped when its
-  last cell is done (cells are ordered so that those sharing a server run together);
+- a **policy server** per (model, preset, conventions): ``runtime.app.policy_service.start_policy_server`` with
+  dynamic batching (up to one row per episode worker), bound to its node's address; started when its first cell
+  starts and stopped when its last cell is done (cells are ordered so that those sharing a server run together);
 - **episode workers** (``parallel`` of them): each runs the episodes of one shard at a time through
-  ``runtime.app.evaluation.EpisodeWorker``, the code of a ``vlart eval`` worker, reaching its server through the thin
-  client (or, with ``via: inproc``, loading the policy itself); for the Google-robot tasks through a worker in
-  SimplerEnv's interpreter (``envs.real2sim_workers.Real2SimEpisodeWorker``), as ``vlart eval`` runs them.
+  ``envs.episodes.EpisodeWorker``, the code of a ``vlart eval`` worker, reaching its server through the thin client
+  (or, with ``via: inproc``, loading the policy itself); for the Google-robot tasks through a worker in SimplerEnv's
+  interpreter (``envs.real2sim_workers.Real2SimEpisodeWorker``), as ``vlart eval`` runs them.
 
 A cell's episodes are dealt to ``workers`` shards as ``vlart eval --workers`` deals them (episode i to shard i mod
-workers, in order, each shard on fresh simulators), so an episode's outcome is the one ``vlart eval`` gives for the
-same cell. Every finished episode is appended to ``DIR/episodes.jsonl`` at once (``runtime.app.sweep_store``); a rerun of
-the same command skips what is done. An episode whose run fails (a crash, a hang past its watchdog, a dead worker) is
+workers, in order, each shard on fresh simulators), so an episode's outcome is the one ``vlart eval`` gives for the same
+cell. Every finished episode is appended to ``DIR/episodes.jsonl`` at once (``runtime.app.sweep_store``); a rerun of the
+same command skips what is done. An episode whose run fails (a crash, a hang past its watchdog, a dead worker) is
 recorded with the reason and retried once; a hung or dead worker is replaced. At the end ``DIR/results.json`` holds
 every episode in ``vlart eval``'s format with its ``cell``, and per-cell aggregates with Wilson intervals.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import sys
 import time
 from collections import deque
@@ -34,11 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from envs.eval_config import EpisodeJob, EvalConfig
-from runtime.app.evaluation import SIM_BUILD_TIMEOUT_S, episode_timeout, plan_jobs, suite_backend, with_task_conventions
-from envs.results import SUCCESS_RULES, EpisodeRecord, aggregate
-from runtime.core.provenance import provenance
+from envs.eval_config import EpisodeJob
+from envs.results import EpisodeRecord
+from runtime.app.evaluation import SIM_BUILD_TIMEOUT_S, episode_timeout, plan_eval
+from runtime.app.sweep_actors import EpisodeActor, PolicyServerActor
 from runtime.app.sweep_config import Cell, SweepConfig
+from runtime.app.sweep_results import server_label, write_sweep_results
 from runtime.app.sweep_store import EpisodeStore
 
 log = logging.getLogger("vlart.sweep")
@@ -49,77 +49,6 @@ REPO = Path(__file__).resolve().parents[2]
 PASSED_ENV = ("MS_ASSET_DIR", "MS2_REAL2SIM_ASSET_DIR", "VK_ICD_FILENAMES", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
               "VLART_REAL2SIM_PYTHON")
 OBJECT_STORE_BYTES = 256 * 2**20  # episodes pass small records, never frames
-
-
-class PolicyServerActor:
-    """A policy server of one (model, preset) inside a Ray actor; its episode workers reach it over ZeroMQ."""
-
-    def __init__(self, config: EvalConfig, host: Optional[str], max_batch: int, threads: int) -> None:
-        import torch
-
-        from bridge.server.policy_server import PolicyServer
-        from runtime.app.policy_loader import load_policy_with_preset
-
-        torch.set_num_threads(threads)
-        policy = load_policy_with_preset(config.model, config.preset, config.plan, unnorm_key=config.unnorm_key,
-                                         overrides=config.overrides)
-        budget = None
-        if config.budget:
-            from runtime.core.budgets import LatencyBudget, load_budget
-
-            budget = LatencyBudget(load_budget(config.budget))
-        if host is None:  # on a cluster: this node's address, which the other nodes can reach
-            import ray
-
-            host = ray.util.get_node_ip_address()
-        self.server = PolicyServer(policy, bind=f"tcp://{host}:*", budget=budget, max_batch=max_batch,
-                                   batch_wait_ms=config.batch_wait_ms).start()
-
-    def endpoint(self) -> str:
-        return self.server.endpoint
-
-    def counters(self) -> dict[str, int]:
-        return {"inferences": self.server.inferences, "batches": self.server.batches}
-
-
-class EpisodeActor:
-    """An episode worker inside a Ray actor: one shard at a time, on fresh simulators for each shard."""
-
-    def __init__(self, threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
-        self.worker: Any = None
-        self.start_error = "no shard started"
-
-    def start_shard(self, config: EvalConfig, endpoint: Optional[str]) -> Optional[dict[str, Any]]:
-        """Connect to ``endpoint`` (None: load the policy here); returns the model config its hello announces. The
-        Google-robot tasks run in a worker of SimplerEnv's interpreter, as in vlart eval."""
-        from runtime.app.evaluation import EpisodeWorker
-        from envs.real2sim_workers import Real2SimEpisodeWorker
-
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
-        worker_type = Real2SimEpisodeWorker if suite_backend(config) == "real2sim" else EpisodeWorker
-        try:
-            self.worker = worker_type(config, endpoint)
-        except Exception as exc:
-            self.start_error = f"{type(exc).__name__}: {exc}"
-            raise
-        return self.worker.model_config
-
-    def _started(self) -> Any:
-        if self.worker is None:  # the episodes of a worker that could not connect fail with the reason
-            raise RuntimeError(f"the episode worker did not start: {self.start_error}")
-        return self.worker
-
-    def prepare(self, job: EpisodeJob) -> Optional[EpisodeRecord]:
-        """Build the job's simulator if due (a failed record if it cannot be); its own watchdog, as in vlart eval."""
-        return self._started().prepare(job)
-
-    def run(self, job: EpisodeJob) -> EpisodeRecord:
-        return self._started().run(job)
 
 
 @dataclass
@@ -158,20 +87,20 @@ class SweepPlan:
 def plan_sweep(config: SweepConfig, out: Path, store: EpisodeStore) -> SweepPlan:
     """The cells (with their tasks' conventions), and the shards of episodes still to run, cells sharing a server
     next to each other."""
-    cells = []
+    cells, jobs_of = [], {}
     for cell in config.cells(out):
-        eval_config = with_task_conventions(cell.eval_config)
-        try:
-            suite_backend(eval_config)  # one simulator per cell; the Google robot only through a server
+        try:  # one simulator per cell; the Google robot only through a server
+            eval_plan = plan_eval(cell.eval_config)
         except (ValueError, RuntimeError) as exc:
             raise ValueError(f"cell {cell.name}: {exc}") from None
-        cells.append(Cell(cell.name, cell.values, eval_config))
+        cells.append(Cell(cell.name, cell.values, eval_plan.config))
+        jobs_of[cell.name] = eval_plan.jobs
     order = list(dict.fromkeys(cell.server_key for cell in cells))
     cells.sort(key=lambda cell: order.index(cell.server_key))
     shards, total, done = [], 0, 0
     plan = SweepPlan(cells, shards, 0, 0)
     for cell in cells:
-        jobs = plan_jobs(cell.eval_config)
+        jobs = jobs_of[cell.name]
         total += len(jobs)
         count = min(cell.eval_config.workers, len(jobs))
         for index in range(count):
@@ -396,54 +325,6 @@ class SweepRunner:
             "replaced_workers": self.replaced_workers, "resumed_with_done": self.plan.done, "ray": cluster,
             "server_counters": self.counters,
         }, model_configs)
-
-
-def server_label(cell: Cell) -> str:
-    """A policy server's name in results.json: its model and preset."""
-    return f"{cell.eval_config.model} / {cell.eval_config.preset or 'baseline'}"
-
-
-def cell_settings(cell: Cell) -> dict[str, Any]:
-    c = cell.eval_config
-    return {"suite": c.suite, "model": c.model, "preset": c.preset or "baseline", "plan": c.plan, "via": c.via,
-            "overrides": c.overrides, "unnorm_key": c.unnorm_key, "seed": c.seed, "grid": c.grid,
-            "max_batch": c.max_batch, "batch_wait_ms": c.batch_wait_ms,
-            "episodes": c.episodes, "max_steps": c.max_steps, "workers": c.workers,
-            "timing": c.timing.describe({}), "budget": c.budget}
-
-
-def write_sweep_results(out: Path, config: SweepConfig, cells: list[Cell], store: EpisodeStore,
-                        run: dict[str, Any], model_configs: dict[str, Any]) -> dict[str, Any]:
-    """``out/results.json``: every planned episode's standing attempt (with ``cell`` and ``attempt``), per-cell
-    aggregates and the model config each cell's policy announced (None for a cell with nothing run this time), the
-    sweep's YAML and where it ran."""
-    import json
-
-    episodes, cell_entries = [], {}
-    for cell in cells:
-        records, missing = [], 0
-        for job in plan_jobs(cell.eval_config):
-            entry = store.final((cell.name, job.task, job.episode_id))
-            if entry is None:
-                missing += 1
-                continue
-            episodes.append(entry)
-            fields = {k: v for k, v in entry.items() if k not in ("cell", "attempt")}
-            records.append(EpisodeRecord(**fields))
-        cell_entries[cell.name] = {"values": cell.values, "settings": cell_settings(cell),
-                                   "episodes": len(records), "missing": missing, "tasks": aggregate(records),
-                                   "model_config": model_configs.get(cell.name)}
-    result = {
-        "sweep": config.name,
-        "success_rules": SUCCESS_RULES,
-        "cells": cell_entries,
-        "episodes": episodes,
-        "run": run,
-        "provenance": {**provenance(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                       "sweep_yaml": config.source},
-    }
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    return result
 
 
 def run_sweep(config: SweepConfig, out: Path, address: Optional[str] = None,

@@ -11,11 +11,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from runtime.core.yaml_config import ConfigError, from_dict, read_yaml_mapping
+from runtime.core.stats import percentile
+from runtime.core.yaml_config import ConfigError, from_dict, read_mapping
 
 TOTAL = "total"
 
@@ -42,9 +43,14 @@ class BudgetConfig:
 def load_budget(path: str | Path) -> BudgetConfig:
     path = Path(path)
     try:
-        return from_dict(BudgetConfig, read_yaml_mapping(path))
+        return from_dict(BudgetConfig, read_mapping(path, "config file"))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def budget_from_file(path: Optional[str | Path]) -> Optional["LatencyBudget"]:
+    """The budget a ``--budget`` file describes, ready to observe; None without a file."""
+    return LatencyBudget(load_budget(path)) if path else None
 
 
 class LatencyBudget:
@@ -82,8 +88,8 @@ class LatencyBudget:
             "violations": self.violations.get(stage, 0),
         }
         if values.size:
-            p50, p95, p99 = np.percentile(values, [50, 95, 99])
-            summary.update(p50_ms=round(float(p50), 3), p95_ms=round(float(p95), 3), p99_ms=round(float(p99), 3),
+            p50, p95, p99 = (round(percentile(values, q), 3) for q in (50, 95, 99))
+            summary.update(p50_ms=p50, p95_ms=p95, p99_ms=p99,
                            max_ms=round(float(values.max()), 3), mean_ms=round(float(values.mean()), 3))
         return summary
 

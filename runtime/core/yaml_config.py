@@ -1,4 +1,5 @@
-"""Dataclass configs from YAML: unknown keys and wrong types are errors that name the key.
+"""Dataclass configs from YAML: unknown keys and wrong types are errors that name the key; and the one reader of a
+JSON or YAML file's top-level mapping, whose errors name the file.
 
 Used by the policy configs (``policies.config``) and the latency budgets (``runtime.core.budgets``); imports nothing of
 vlart's.
@@ -7,6 +8,7 @@ vlart's.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -83,16 +85,22 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file, or ``ConfigError``."""
+def read_mapping(path: str | Path, what: str, expected: str = "a mapping at the top level") -> dict[str, Any]:
+    """The top-level mapping of a JSON file (``.json``) or a YAML file (any other name), or ``ConfigError`` naming
+    the file: ``what`` names the file in the message for a missing one ("dataset statistics file"), ``expected``
+    says what its top level must be."""
+    path = Path(path)
+    language = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
+    try:
+        data = json.loads(text) if language == "JSON" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {language}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected {expected}")
     return data
 
 

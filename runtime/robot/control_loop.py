@@ -4,23 +4,7 @@ Every tick: read an observation, hand the robot one action, and when fewer than 
 actions remain, ask for the next chunk in a worker thread (so inference overlaps execution). A chunk inferred from
 the observation of tick s plans ticks s, s+1, ...; when it arrives at tick t the rows for ticks before t are stale and
 dropped (an inference that is ready within its own tick, as in lockstep, is used at once). How a new chunk joins the
-plan is the **execution strategy**:
-
-- ``hold``: the newest chunk replaces the plan.
-- ``ensemble``: CogACT's adaptive ensemble: the predictions for a tick made less than ``ensemble_horizon`` ticks
-  before it (at most that many; always the newest) are blended with adaptive weights, the newest the reference. In
-  lockstep that is CogACT's rule exactly (the chunk of k ticks ago contributes its row k, k < horizon); under a
-  delay of d ticks a chunk lands every d ticks, and an age limit in chunks instead of ticks would blend in
-  predictions up to d x horizon ticks old.
-- ``blend``: LeRobot's async-inference aggregation: where the old plan and the new chunk overlap, the action is
-  ``blend_old_weight * old + (1 - blend_old_weight) * new`` (0.3 / 0.7), elsewhere the new chunk's.
-- ``rtc``: real-time chunking. The request carries the plan for the ticks from the observation on
-  (``ChunkContinuation``): its first d rows, which will execute before the chunk can arrive, are frozen and the new
-  chunk (sampled to reproduce them and continue the rest) then replaces the plan. d is the largest inference delay,
-  in ticks, of the last ``rtc_delay_window`` chunks (``rtc_delay_ticks`` before the first). ``rtc_soft_rows`` caps
-  the overlap sent after the frozen rows: 0 (default) sends only the frozen rows, RTC's hard mask, which the
-  held-out grid chose over the soft one (README, "Real-time evaluation"); None sends the whole remaining plan, RTC's
-  soft region up to H - s, which with a new chunk every d ticks makes the plan keep repeating itself.
+plan is the **execution strategy** (``runtime.robot.strategies``: hold, ensemble, blend, rtc).
 
 When no valid action is ready the loop applies the **hold action** (zero motion, gripper unchanged), never a stale or
 invalid one; chunks with NaN or infinity are discarded. A watchdog switches to hold once no fresh chunk has arrived
@@ -37,14 +21,13 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from policies.api.ensemble import adaptive_blend
-from policies.api.interface import ChunkContinuation, Observation
-
-EXECUTION_STRATEGIES = ("hold", "ensemble", "blend", "rtc")
+from policies.api.interface import ChunkContinuation, Observation, Policy
+from runtime.core.stats import percentile
+from runtime.robot.strategies import STRATEGIES, Plan
 
 
 @dataclass(frozen=True)
@@ -92,8 +75,8 @@ class ControlLoopConfig:
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
             raise ValueError(f"rate_hz: expected > 0, got {self.rate_hz}")
-        if self.execution not in EXECUTION_STRATEGIES:
-            raise ValueError(f"execution: expected one of {', '.join(EXECUTION_STRATEGIES)}, got {self.execution!r}")
+        if self.execution not in STRATEGIES:
+            raise ValueError(f"execution: expected one of {', '.join(STRATEGIES)}, got {self.execution!r}")
         if self.refill_threshold < 0 or self.ensemble_horizon < 1 or self.watchdog_s <= 0:
             raise ValueError("refill_threshold >= 0, ensemble_horizon >= 1 and watchdog_s > 0 are required")
         if not 0.0 <= self.blend_old_weight <= 1.0:
@@ -102,10 +85,6 @@ class ControlLoopConfig:
             raise ValueError("rtc_delay_ticks >= 0 and rtc_delay_window >= 1 are required")
         if self.rtc_soft_rows is not None and self.rtc_soft_rows < 0:
             raise ValueError(f"rtc_soft_rows: expected >= 0 or None, got {self.rtc_soft_rows}")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else 0.0
 
 
 @dataclass
@@ -140,14 +119,9 @@ class _Pending:
     started: float
 
 
-class _Prediction(NamedTuple):
-    origin: int  # the tick of the observation it was predicted from
-    action: np.ndarray
-
-
 @dataclass
 class _State:
-    plan: dict[int, list[_Prediction]] = field(default_factory=dict)
+    plan: Plan = field(default_factory=dict)
     pending: Optional[_Pending] = None
     last_fresh: float = 0.0
     gripper: float = 1.0
@@ -176,6 +150,7 @@ class ControlLoop:
         self.config = config
         self.clock = clock
         self.sleep = sleep
+        self.strategy = STRATEGIES[config.execution](config)
         self._stop = threading.Event()
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlart-inference")
 
@@ -200,57 +175,6 @@ class ControlLoop:
     def _valid(self, chunk: np.ndarray) -> bool:
         return chunk.ndim == 2 and chunk.shape[1] == self.config.action_dim and bool(np.isfinite(chunk).all())
 
-    def _merge(self, state: _State, chunk: np.ndarray, origin: int, now: int) -> None:
-        execution = self.config.execution
-        if execution in ("hold", "rtc"):
-            state.plan = {}
-        for row, action in enumerate(chunk):
-            tick = origin + row
-            if tick < now:
-                continue  # planned for a tick that has already passed
-            predictions = state.plan.setdefault(tick, [])
-            if execution == "blend" and predictions:
-                weight = self.config.blend_old_weight
-                blended = (weight * predictions[-1].action + (1.0 - weight) * action).astype(np.float32)
-                predictions[:] = [_Prediction(origin, blended)]
-                continue
-            predictions.append(_Prediction(origin, action))
-            del predictions[: -self.config.ensemble_horizon]
-
-    def _action(self, predictions: list[_Prediction], tick: int) -> np.ndarray:
-        """The action for ``tick`` from its predictions (oldest first); one prediction is executed as it is."""
-        young = [p.action for p in predictions if tick - p.origin < self.config.ensemble_horizon]
-        if len(young) <= 1:
-            return predictions[-1].action
-        return adaptive_blend(young, self.config.ensemble_alpha).astype(np.float32)
-
-    def _continuation(self, state: _State, tick: int) -> Optional[ChunkContinuation]:
-        """The plan from ``tick`` on as RTC's prefix, its first d rows frozen: d is the largest recent delay. Ticks
-        the plan does not cover before d are the hold action, which is what will execute there."""
-        if self.config.execution != "rtc" or not state.plan:
-            return None
-        delay = max(state.delays[-self.config.rtc_delay_window:], default=self.config.rtc_delay_ticks)
-        rows: list[np.ndarray] = []
-        length = max(max(state.plan) - tick + 1, delay)
-        if self.config.rtc_soft_rows is not None:
-            length = min(length, delay + self.config.rtc_soft_rows)
-        for offset in range(length):
-            predictions = state.plan.get(tick + offset)
-            if predictions:
-                rows.append(predictions[-1].action)
-            elif offset < delay:
-                rows.append(self._hold_after(state, rows))
-            else:
-                break
-        return ChunkContinuation(np.stack(rows).astype(np.float32), delay) if rows else None
-
-    def _hold_after(self, state: _State, rows: list[np.ndarray]) -> np.ndarray:
-        """The hold action that will follow ``rows``: no motion, the gripper where the last of them leaves it."""
-        action = self.hold_action(state)
-        if rows and self.config.gripper_index is not None:
-            action[self.config.gripper_index] = rows[-1][self.config.gripper_index]
-        return action
-
     def _collect(self, state: _State, tick: int, report: ControlLoopReport, latencies: list) -> None:
         pending = state.pending
         if pending is None or not pending.future.done():
@@ -271,7 +195,7 @@ class ControlLoop:
             report.invalid_chunks += 1
             return
         state.last_fresh = self.clock()
-        self._merge(state, chunk, pending.tick, tick)
+        state.plan = self.strategy.merge(state.plan, chunk, pending.tick, tick)
 
     def run(self, ticks: int) -> ControlLoopReport:
         """Run ``ticks`` ticks (or until ``stop()``) and report rate, jitter, stale ticks and inference delay."""
@@ -300,7 +224,8 @@ class ControlLoop:
             for old in [t for t in state.plan if t < tick]:
                 del state.plan[old]
             if state.pending is None and len(state.plan) < max(config.refill_threshold, 1):
-                request = ChunkRequest(obs, tick, self._continuation(state, tick))
+                continuation = self.strategy.continuation(state.plan, tick, state.delays, self.hold_action(state))
+                request = ChunkRequest(obs, tick, continuation)
                 state.pending = _Pending(self._executor.submit(self._predict, request), tick, self.clock())
                 self._collect(state, tick, report, latencies)  # ready within this tick (lockstep): use it now
             predictions = state.plan.pop(tick, None)
@@ -309,7 +234,7 @@ class ControlLoop:
                 state.plan.clear()
                 predictions = None
             if predictions:
-                action = self._action(predictions, tick)
+                action = self.strategy.action(predictions, tick)
                 if config.gripper_index is not None:
                     state.gripper = float(action[config.gripper_index])
             else:
@@ -325,13 +250,13 @@ class ControlLoop:
         report.duration_s = round(self.clock() - start, 4)
         span = last_tick - first_tick
         report.effective_rate_hz = round((tick - 1) / span, 3) if tick > 1 and span > 0 else 0.0
-        report.jitter_p50_ms = round(_percentile(jitters, 50), 3)
-        report.jitter_p99_ms = round(_percentile(jitters, 99), 3)
+        report.jitter_p50_ms = round(percentile(jitters, 50), 3)
+        report.jitter_p99_ms = round(percentile(jitters, 99), 3)
         report.stale_ratio = round(report.stale_ticks / tick, 4) if tick else 0.0
         report.inference_latencies_ms = [round(value, 3) for value in latencies]
-        report.inference_latency_p50_ms = round(_percentile(latencies, 50), 3)
-        report.inference_latency_p95_ms = round(_percentile(latencies, 95), 3)
-        report.inference_delay_ticks_p50 = round(_percentile(state.delays, 50), 2)
+        report.inference_latency_p50_ms = round(percentile(latencies, 50), 3)
+        report.inference_latency_p95_ms = round(percentile(latencies, 95), 3)
+        report.inference_delay_ticks_p50 = round(percentile(state.delays, 50), 2)
         report.inference_delay_ticks_max = max(state.delays, default=0)
         return report
 
@@ -341,30 +266,12 @@ def ticks_of_delay(latency_s: float, rate_hz: float) -> int:
     return math.ceil(latency_s * rate_hz)
 
 
-def policy_predictor(policy: Any, seed: Optional[Callable[[int], int]] = None) -> ChunkPredictor:
-    """A ``Policy`` in this process as a chunk predictor; ``seed(tick)`` seeds each inference's noise."""
+def policy_predictor(policy: Policy, seed: Optional[Callable[[int], int]] = None) -> ChunkPredictor:
+    """A ``Policy``, in this process or behind a server (``bridge.client.RemotePolicy``), as a chunk predictor;
+    ``seed(tick)`` seeds each inference's noise."""
 
     def predict(request: ChunkRequest) -> np.ndarray:
-        kwargs = {"continuation": request.continuation} if request.continuation is not None else {}
-        return policy.predict_action(request.observation, seed=seed(request.tick) if seed else None, **kwargs).actions
-
-    return predict
-
-
-def continuation_arguments(continuation: Optional[ChunkContinuation]) -> dict[str, Any]:
-    """``PolicyClient.infer``'s ``prefix`` and ``delay_ticks`` for ``continuation`` (none without one)."""
-    if continuation is None:
-        return {}
-    return {"prefix": continuation.prefix, "delay_ticks": continuation.delay_ticks}
-
-
-def client_predictor(client: Any, seed: Optional[Callable[[int], int]] = None) -> ChunkPredictor:
-    """A ``bridge.client.PolicyClient`` (a remote server) as a chunk predictor; ``seed(tick)`` as above."""
-
-    def predict(request: ChunkRequest) -> np.ndarray:
-        obs = request.observation
-        return client.infer(obs.image, obs.instruction, proprio=obs.proprio,
-                            seed=seed(request.tick) if seed else None,
-                            **continuation_arguments(request.continuation)).actions
+        seed_value = seed(request.tick) if seed else None
+        return policy.predict_action(request.observation, seed=seed_value, continuation=request.continuation).actions
 
     return predict

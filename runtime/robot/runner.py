@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from runtime.robot.control_loop import EXECUTION_STRATEGIES, ChunkRequest, ControlLoop, ControlLoopConfig, client_predictor
+from runtime.robot.control_loop import ChunkRequest, ControlLoop, ControlLoopConfig, policy_predictor
+from runtime.robot.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from bridge.client import PolicyClient
@@ -100,8 +101,8 @@ class RobotConfig:
     def __post_init__(self) -> None:
         if self.ticks is not None and self.ticks < 0:
             raise ValueError(f"ticks: expected >= 0, got {self.ticks}")
-        if self.execution not in EXECUTION_STRATEGIES:
-            raise ValueError(f"execution: expected one of {', '.join(EXECUTION_STRATEGIES)}, got {self.execution!r}")
+        if self.execution not in STRATEGIES:
+            raise ValueError(f"execution: expected one of {', '.join(STRATEGIES)}, got {self.execution!r}")
         for name in ("rate_hz", "timeout_s", "watchdog_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -227,6 +228,7 @@ class RobotRunner:
         conventions = self.conventions
         names = list(conventions.get("action_names") or [])
         horizon = conventions.get("ensemble_horizon")
+        alpha = conventions.get("ensemble_alpha")
         refill = self.config.refill_threshold
         return ControlLoopConfig(
             rate_hz=self.rate_hz,
@@ -234,6 +236,7 @@ class RobotRunner:
             refill_threshold=int(conventions["chunk_length"]) if refill is None else refill,
             execution=self.config.execution,
             **({"ensemble_horizon": int(horizon)} if horizon else {}),
+            **({"ensemble_alpha": float(alpha)} if alpha is not None else {}),
             watchdog_s=self.watchdog_s,
             hold_on_inference_error=True,
             gripper_index=names.index("gripper") if "gripper" in names else (-1 if not names else None),
@@ -259,7 +262,10 @@ class RobotRunner:
     def _predictor(self, loop_config: ControlLoopConfig):
         assert self.client is not None
         seed = self.config.seed
-        predict = client_predictor(self.client, seed=(lambda tick: seed + tick) if seed is not None else None)
+        from bridge.client import RemotePolicy
+
+        policy = RemotePolicy(self.client, self.connect())
+        predict = policy_predictor(policy, seed=(lambda tick: seed + tick) if seed is not None else None)
 
         def guarded(request: ChunkRequest) -> np.ndarray:
             try:

@@ -249,7 +249,8 @@ def test_a_dead_worker_is_reported_by_the_health_checks(tiny_policy):
 def _poison_job(server: PolicyServer):
     """A queued job whose reset raises SystemExit in the worker: the worker thread dies as it would on a fatal
     error."""
-    from bridge.server.policy_server import ClientSession, Job
+    from bridge.server.requests import Job
+    from bridge.server.sessions import ClientSession
 
     class Fatal:
         def reset(self):

@@ -17,6 +17,7 @@ from envs.action_adapters import (
     euler_to_axis_angle,
     euler_to_quaternion,
 )
+from envs.geometry import matrix_to_euler, quaternion_multiply, quaternion_to_matrix, rotation_angle, rotation_step
 from envs.google_expert import (
     APPROACH_CLEARANCE,
     LIFT,
@@ -30,15 +31,10 @@ from envs.google_expert import (
     capped,
     grasp_point,
     grasp_rotation,
-    matrix_to_euler,
     object_geometry,
-    parse_range,
-    parse_shard,
     place_point,
-    rotation_angle,
-    rotation_step,
 )
-from envs.geometry import quaternion_multiply, quaternion_to_matrix
+from envs.google_expert_episodes import parse_range, parse_shard
 from tests.conftest import REPO
 
 
@@ -289,7 +285,7 @@ def test_the_expert_picks_the_coke_can_in_simplerenv(real2sim_assets):
     from envs.real2sim_workers import real2sim_python
 
     code = ("import json; from envs.registry import TASKS; from envs.real2sim_env import Real2SimTask; "
-            "from envs.google_expert import run_expert_episode; "
+            "from envs.google_expert_episodes import run_expert_episode; "
             "task = Real2SimTask(TASKS['simpler/google_pick_coke_can']); "
             "print('RESULT', json.dumps(run_expert_episode(task, 12, 12))); task.close()")
     env = dict(os.environ, PYTHONPATH=str(REPO), MS2_REAL2SIM_ASSET_DIR=str(real2sim_assets))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from runtime.app.evaluation import EpisodeJob, EvalConfig, run_eval, with_task_conventions
+from runtime.app.evaluation import EpisodeJob, EvalConfig, plan_eval, run_eval
 from envs.real2sim_workers import config_from_dict, encode, payload_from_dict, real2sim_python
 from envs.results import EpisodeRecord
 from envs.timed_episode import TimingConfig
@@ -31,7 +32,12 @@ def test_google_tasks_need_a_policy_server(tmp_path):
         run_eval(EvalConfig(suite=COKE, model=str(TINY), via="inproc", out=tmp_path), progress=False)
 
 
-def test_the_suite_sets_the_google_robots_action_conventions_unless_the_user_did():
+def test_the_suite_sets_the_google_robots_action_conventions_unless_the_user_did(monkeypatch):
+    monkeypatch.setenv("VLART_REAL2SIM_PYTHON", sys.executable)  # the plan checks that an interpreter is there
+
+    def with_task_conventions(config):
+        return plan_eval(config).config
+
     google = with_task_conventions(EvalConfig(suite="simpler_google_vm", model=str(TINY)))
     assert google.unnorm_key == "fractal20220817_data" and google.overrides == ["actions.ensemble_horizon=2"]
     mine = with_task_conventions(EvalConfig(suite=COKE, model=str(TINY), unnorm_key="mine",

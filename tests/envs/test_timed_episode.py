@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from runtime.app.evaluation import EpisodeJob, EvalConfig, run_episode
+from envs.episodes import run_episode
+from envs.eval_config import EpisodeJob, EvalConfig
 from envs.timed_episode import TimingConfig, latency_from_profile
 from tests.conftest import TINY
-from tests.envs.test_eval import CARROT, StandInTask
+from policies.api.interface import Conventions, PolicyOutput
+from tests.runtime.app.test_evaluation import CARROT, StandInTask
 
 SPOON = "simpler/widowx_spoon_on_towel"
 
@@ -62,8 +64,8 @@ def test_latency_from_a_profile_file(tmp_path):
 class ChunkStandIn:
     """A policy whose n-th chunk moves dx = 0.01 with dy = n and dz = its row, so the executed rows can be traced."""
 
-    model_config = {"actions": {"ensemble_alpha": 0.1}}
-    conventions = {"chunk_length": 16, "ensemble_horizon": 7}
+    conventions = Conventions(7, ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"), "euler_xyz_delta",
+                              "absolute", 16, 5.0, 224, ("primary",), None, 7, 0.1)
 
     def __init__(self):
         self.requests = []
@@ -71,11 +73,11 @@ class ChunkStandIn:
     def reset(self):
         pass
 
-    def chunk(self, obs, seed, continuation):
+    def predict_action(self, obs, seed=None, continuation=None):
         self.requests.append((seed, continuation))
         chunk = np.zeros((16, 7), np.float32)
         chunk[:, 0], chunk[:, 1], chunk[:, 2] = 0.01, len(self.requests), np.arange(16)
-        return chunk
+        return PolicyOutput(chunk, chunk, chunk[0], {"total": 1.0})
 
 
 def test_an_episode_under_simulated_latency_executes_what_the_strategy_gives(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from policies.action_head import DiffusionTransformer
-from policies.config import ActionHeadConfig
+from policies.action_config import ActionHeadConfig
 
 
 @pytest.fixture(scope="module")

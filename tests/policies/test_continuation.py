@@ -191,7 +191,7 @@ def test_x0_guidance_freezes_the_prefix_pulls_the_overlap_and_leaves_plain_sampl
 
 
 def test_the_two_methods_differ_and_an_unknown_method_is_refused(tiny_policy, x0_guided_policy, frame):
-    from policies.config import ConfigError
+    from runtime.core.yaml_config import ConfigError
 
     obs = Observation(frame, INSTRUCTION)
     continuation = ChunkContinuation(plan_prefix(tiny_policy.statistics, 12, seed=3), delay_ticks=2)

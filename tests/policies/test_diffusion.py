@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from policies.config import SamplerConfig
+from policies.action_config import SamplerConfig
 from policies.diffusion import DDIMActionSampler, guided_noise
 
 

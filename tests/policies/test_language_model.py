@@ -77,7 +77,7 @@ def test_padded_batch_gives_each_rows_own_cognition(tiny_policy):
 
 
 def test_tokenizer_without_llm_tokenizer_is_a_clear_error():
-    from policies.config import LLMConfig
+    from policies.llm_config import LLMConfig
     from policies.language_model import CognitionLanguageModel
 
     with torch.device("meta"):

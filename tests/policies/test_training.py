@@ -4,7 +4,7 @@ import torch
 
 from envs.demos import Placement, write_episode
 from envs.registry import TASKS
-from policies.config import ActionHeadConfig, SamplerConfig
+from policies.action_config import ActionHeadConfig, SamplerConfig
 from policies.action_head import DiffusionTransformer
 from policies.diffusion import make_scheduler
 from policies.normalization import select_statistics

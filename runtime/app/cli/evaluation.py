@@ -53,7 +53,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     overrides = list(args.set or [])
     if args.ddim_steps:
-        overrides.append("runtime.core.timing=steps")
+        overrides.append("runtime.timing=steps")
     result = profile_policy(args.model, args.preset or ["baseline"], steps=args.steps, warmup=args.warmup,
                             budget_path=args.budget, overrides=overrides, device=args.device, plan_path=args.plan)
     print(format_table(result))

@@ -13,9 +13,9 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from runtime.robot.control_loop import EXECUTION_STRATEGIES
+from runtime.robot.strategies import STRATEGIES
 
 ROBOT_HELP = ("simpler:TASK[:EPISODE] (a SIMPLER task in the simulator, e.g. simpler:widowx_spoon_on_towel:0) or "
               "module:Class (your RobotAdapter, constructed with no arguments; template: "
@@ -181,7 +181,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     robot.add_argument("--robot", required=True, metavar="ADAPTER", help=ROBOT_HELP)
     robot.add_argument("--ticks", type=_int_at_least(0), default=None, metavar="N",
                        help="control ticks to run (default: until Ctrl-C/SIGTERM)")
-    robot.add_argument("--execution", default="ensemble", choices=EXECUTION_STRATEGIES,
+    robot.add_argument("--execution", default="ensemble", choices=tuple(STRATEGIES),
                        help="how a new chunk joins the plan (default ensemble; runtime/robot/control_loop.py)")
     robot.add_argument("--rate", type=_positive_float, default=None, metavar="HZ",
                        help="control rate (default: the server's control_rate_hz)")

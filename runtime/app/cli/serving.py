@@ -8,26 +8,16 @@ import logging
 import os
 
 from runtime.app.cli.common import load_image, model_options
+from runtime.app.policy_service import (DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH, DEFAULT_MAX_INFLIGHT_MB,
+                                        DEFAULT_MAX_MESSAGE_MB, DEFAULT_ZMQ_BIND, ServerSpec, start_policy_server)
 
-DEFAULT_MAX_BATCH = 8  # bridge.server.policy_server's; not imported from there, so that `vlart --help` needs no zmq
-DEFAULT_BATCH_WAIT_MS = 5.0
-DEFAULT_MAX_MESSAGE_MB = 16.0  # and the memory limits below: bridge.server.policy_server's and bridge.server.websocket's
-DEFAULT_MAX_INFLIGHT_MB = 256.0
-DEFAULT_MAX_CONNECTIONS = 64
-DEFAULT_ZMQ_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_MAX_CONNECTIONS = 64  # bridge.server.websocket's
 DEFAULT_WS_BIND = "ws://127.0.0.1:8000"  # openpi's and vla-eval's port
 PROTOCOLS = ("zmq", "openpi", "vla-eval")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import signal
-
-    import numpy as np
-
-    from bridge.keys import load_server_keys
-    from bridge.server.policy_server import PolicyServer
-    from policies.api.interface import Observation
-    from runtime.app.policy_loader import load_policy_with_preset
 
     websocket = args.protocol != "zmq"
     bind = args.bind or (DEFAULT_WS_BIND if websocket else DEFAULT_ZMQ_BIND)
@@ -37,32 +27,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parse_ws_bind(bind)
         if args.curve_keys:
             raise ValueError("--curve-keys: CURVE secures the ZeroMQ protocol; put a websocket endpoint behind TLS")
-    curve = load_server_keys(args.curve_keys) if args.curve_keys else None
-    policy = load_policy_with_preset(args.model, args.preset, args.plan, unnorm_key=args.unnorm_key,
-                                     device=args.device, overrides=args.set)
-    size = policy.conventions.image_size
-    for _ in range(args.warmup):  # the first forward passes are slow; no client should pay for them
-        policy.session().predict_action(Observation(np.full((size, size, 3), 128, np.uint8), "warm up"), seed=0)
-    budget = None
-    if args.budget:
-        from runtime.core.budgets import LatencyBudget, load_budget
-
-        budget = LatencyBudget(load_budget(args.budget))
-    max_message_bytes = int(args.max_message_mb * 2**20)
     # Behind a websocket endpoint the server takes requests in process (submit); its ZeroMQ side stays private.
-    server = PolicyServer(policy, bind=f"inproc://vlart-policy-{os.getpid()}" if websocket else bind, curve=curve,
-                          max_message_bytes=max_message_bytes, budget=budget, max_batch=args.max_batch,
-                          batch_wait_ms=args.batch_wait_ms, max_inflight_bytes=int(args.max_inflight_mb * 2**20))
+    spec = ServerSpec(model=args.model, preset=args.preset, plan=args.plan, unnorm_key=args.unnorm_key,
+                      device=args.device, overrides=tuple(args.set or ()), budget=args.budget,
+                      bind=f"inproc://vlart-policy-{os.getpid()}" if websocket else bind, max_batch=args.max_batch,
+                      batch_wait_ms=args.batch_wait_ms, warmup=args.warmup, curve_keys=args.curve_keys,
+                      max_message_mb=args.max_message_mb, max_inflight_mb=args.max_inflight_mb)
+    server = start_policy_server(spec)
     signal.signal(signal.SIGINT, lambda *_: server.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
-    server.start()
     endpoint = None
     if websocket:
-        endpoint = make_websocket_endpoint(args.protocol, bind, policy, server, max_message_bytes,
-                                           args.max_connections).start()
+        endpoint = make_websocket_endpoint(args.protocol, bind, server.policy, server,
+                                           int(args.max_message_mb * 2**20), args.max_connections).start()
         print(f"vlart serve: ready on {endpoint.url} ({args.protocol})", flush=True)
     else:
-        print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if curve else ""), flush=True)
+        print(f"vlart serve: ready on {server.endpoint}" + (" (CURVE)" if args.curve_keys else ""), flush=True)
     server.join()  # until a signal stops it, or a thread it needs has died
     if endpoint is not None:
         endpoint.stop()

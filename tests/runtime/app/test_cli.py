@@ -5,14 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from runtime.app.cli import main
-from tests.conftest import CONFIGS, REPO, SAMPLE_IMAGE, TINY
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import CONFIGS, REPO, SAMPLE_IMAGE, TINY, run
 
 
 def test_predict_json_prints_the_chunk(capsys):

@@ -6,17 +6,11 @@ import logging
 import pytest
 
 import runtime.app.cli
-from runtime.app.cli import build_parser, main
-from tests.conftest import REPO, TINY
+from runtime.app.cli import build_parser
+from tests.conftest import REPO, TINY, run
 
 DEMO = REPO / "checkpoints" / "cogact-demo"
 TINY_PARAMETERS = 357_703
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_an_error_is_one_line_without_debug(capsys):

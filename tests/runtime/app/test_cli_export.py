@@ -8,13 +8,7 @@ from safetensors import safe_open
 
 from policies.loading import load_policy
 from runtime.app.cli import main
-from tests.conftest import CONFIGS, SAMPLE_IMAGE, TINY
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import CONFIGS, SAMPLE_IMAGE, TINY, run
 
 
 def predict_json(capsys, model, *extra):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.app.cli import main
-from tests.conftest import CONFIGS, SAMPLE_IMAGE
+from tests.conftest import CONFIGS, SAMPLE_IMAGE, run, running_server
 
 KINDS = ["fiber", "bridgetower", "hicropl", "frozenllm"]
 VISUAL_TOKENS = {"fiber": 49, "bridgetower": 197, "hicropl": 196, "frozenllm": 256}
@@ -20,8 +20,9 @@ def config(size: str, kind: str) -> str:
 
 
 def run_json(capsys, *argv):
-    assert main(list(argv)) == 0
-    return json.loads(capsys.readouterr().out)
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    return json.loads(out)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -72,21 +73,16 @@ def test_flops_table_names_the_front_end(capsys):
 
 def test_serve_a_fusion_front_end(capsys):
     from bridge.client import PolicyClient
-    from bridge.server.policy_server import PolicyServer
     from policies.loading import load_policy
 
     policy = load_policy(config("tiny", "bridgetower"))
     frame = np.random.default_rng(2).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*").start()
-    try:
-        with PolicyClient(server.endpoint, timeout_s=30.0) as client:
-            info = client.hello()
-            assert info["model"]["name"] == "cogact-tiny-bridgetower" and info["conventions"]["image_size"] == 224
-            first = client.infer({"primary": frame}, "put the carrot on the plate", seed=4)
-            client.reset()
-            second = client.infer({"primary": frame}, "open the top drawer", seed=4)
-    finally:
-        server.stop()
+    with running_server(policy) as server, PolicyClient(server.endpoint, timeout_s=30.0) as client:
+        info = client.hello()
+        assert info["model"]["name"] == "cogact-tiny-bridgetower" and info["conventions"]["image_size"] == 224
+        first = client.infer({"primary": frame}, "put the carrot on the plate", seed=4)
+        client.reset()
+        second = client.infer({"primary": frame}, "open the top drawer", seed=4)
     assert first.actions.shape == (16, 7)
     assert not np.array_equal(first.normalized_actions, second.normalized_actions)
 

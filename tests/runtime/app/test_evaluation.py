@@ -8,9 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from runtime.app.evaluation import DEFAULT_HELDOUT_EPISODES, EvalConfig, EpisodeJob, plan_jobs, worker_main
+from runtime.app.evaluation import DEFAULT_HELDOUT_EPISODES, EvalConfig, EpisodeJob, plan_eval, worker_main
 from envs.sim_env import StepResult
-from policies.api.interface import Observation
+from policies.api.interface import Observation, PolicyOutput
 from tests.conftest import REPO, TINY
 
 CARROT = "simpler/widowx_carrot_on_plate"
@@ -38,16 +38,12 @@ class StandInTask:
 
 
 class StandInPolicy:
-    model_config = {"name": "stand-in"}
-
-    def __init__(self, config):
-        pass
-
     def reset(self):
         pass
 
-    def act(self, obs, seed):
-        return np.zeros(7, np.float32), 1.0, False
+    def predict_action(self, obs, seed=None, continuation=None):
+        chunk = np.zeros((16, 7), np.float32)
+        return PolicyOutput(chunk, chunk, chunk[0], {"total": 1.0})
 
 
 class Messages:
@@ -63,7 +59,8 @@ class Messages:
 
 def run_worker(monkeypatch, config, *jobs):
     monkeypatch.setattr("envs.sim_env.SimTask", StandInTask)
-    monkeypatch.setattr("runtime.app.evaluation.LocalPolicy", StandInPolicy)
+    monkeypatch.setattr("runtime.app.evaluation.connect_policy",
+                        lambda config, endpoint: (StandInPolicy(), {"name": "stand-in"}))
     monkeypatch.setattr("torch.set_num_threads", lambda threads: None)  # the worker's setting, not this process's
     monkeypatch.setattr(StandInTask, "events", [])
     job_queue = queue.Queue()
@@ -90,11 +87,11 @@ def test_a_video_that_cannot_be_written_does_not_change_the_outcome(monkeypatch,
 
 
 def test_heldout_grid_plans_its_own_episodes():
-    jobs = plan_jobs(EvalConfig(suite=CARROT, model=str(TINY), grid="heldout"))
+    jobs = plan_eval(EvalConfig(suite=CARROT, model=str(TINY), grid="heldout")).jobs
     assert len(jobs) == DEFAULT_HELDOUT_EPISODES and [j.episode_id for j in jobs[:3]] == [0, 1, 2]
-    assert len(plan_jobs(EvalConfig(suite=CARROT, model=str(TINY), grid="heldout", episodes=40))) == 40
+    assert len(plan_eval(EvalConfig(suite=CARROT, model=str(TINY), grid="heldout", episodes=40)).jobs) == 40
     with pytest.raises(ValueError, match="--grid: maniskill/pick_cube has no official grid"):
-        plan_jobs(EvalConfig(suite="maniskill/pick_cube", model=str(TINY), grid="heldout"))
+        plan_eval(EvalConfig(suite="maniskill/pick_cube", model=str(TINY), grid="heldout"))
     with pytest.raises(ValueError, match="--grid: expected one of official, heldout"):
         EvalConfig(suite=CARROT, model=str(TINY), grid="test")
 
@@ -165,12 +162,12 @@ def test_hung_episode_is_stopped_by_the_watchdog(simpler_assets, tmp_path):
     from runtime.app.cli import main
 
     # The watchdog starts once the simulator is built: the healthy episode (3 steps of the tiny model, about a
-    # second alone on 2 cores) has 10x its time even with both cores busy.
+    # second alone on 2 cores) has 8 s even with both cores busy.
     out = tmp_path / "run"
     code = main(["eval", "--suite", "simpler/widowx_stack_cube", "--model", str(TINY), "--via", "inproc",
-                 "--episodes", "2", "--max-steps", "3", "--inject-fault", "hang:0:1", "--episode-timeout", "30",
+                 "--episodes", "2", "--max-steps", "3", "--inject-fault", "hang:0:1", "--episode-timeout", "8",
                  "--no-video", "--out", str(out)])
     assert code == 0
     by_id = {e["episode_id"]: e for e in json.loads((out / "results.json").read_text())["episodes"]}
-    assert by_id[0]["failure"] == "timeout: no result after 30 s (episode watchdog)"
+    assert by_id[0]["failure"] == "timeout: no result after 8 s (episode watchdog)"
     assert by_id[1]["failure"] is None and by_id[1]["steps"] == 3

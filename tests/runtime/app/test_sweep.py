@@ -252,12 +252,14 @@ episodes: 2
 max_steps: 3
 video: false
 inject_fault: hang:0:1
-episode_timeout: 30
+episode_timeout: 8
 parallel: 1
 """)
+    # The watchdog starts once the simulator is built: the healthy episode (3 steps of the tiny model, about a second
+    # alone) has 8 s even with both cores busy.
     result = run_sweep(config, tmp_path / "sweep", progress=False)
     by_id = {e["episode_id"]: e for e in result["episodes"]}
-    assert by_id[0]["failure"] == "timeout: no result after 30 s (episode watchdog)" and by_id[0]["attempt"] == 2
+    assert by_id[0]["failure"] == "timeout: no result after 8 s (episode watchdog)" and by_id[0]["attempt"] == 2
     assert by_id[1]["failure"] is None and by_id[1]["steps"] == 3
     assert result["run"]["replaced_workers"] == 2 and result["run"]["retried"] == 1
 

@@ -1,6 +1,6 @@
 import subprocess
 
-from runtime import provenance
+from runtime.core import provenance
 from tests.conftest import REPO
 
 

@@ -163,22 +163,17 @@ def test_config_validation():
         ControlLoopConfig(rate_hz=0)
 
 
-def test_real_time_smoke_through_the_thin_client(tiny_policy):
+def test_real_time_smoke_through_the_thin_client(server):
     """The only test on the real clock, with a real inference thread and ZeroMQ; margins are 10x."""
-    from bridge.client import PolicyClient
-    from bridge.server.policy_server import PolicyServer
-    from runtime.robot.control_loop import client_predictor
+    from bridge.client import PolicyClient, RemotePolicy
+    from runtime.robot.control_loop import policy_predictor
 
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*").start()
-    try:
-        with PolicyClient(server.endpoint, timeout_s=10) as client:
-            sink = Recorder()
-            loop = ControlLoop(StaticCamera(), sink, client_predictor(client),
-                               ControlLoopConfig(rate_hz=10, refill_threshold=4, watchdog_s=20))
-            report = loop.run(ticks=25)
-            loop.close()
-    finally:
-        server.stop()
+    with PolicyClient(server.endpoint, timeout_s=10) as client:
+        sink = Recorder()
+        loop = ControlLoop(StaticCamera(), sink, policy_predictor(RemotePolicy(client)),
+                           ControlLoopConfig(rate_hz=10, refill_threshold=4, watchdog_s=20))
+        report = loop.run(ticks=25)
+        loop.close()
     # 25 ticks at 10 Hz take 2.4 s at least; the tiny model answers in well under 0.24 s, a tenth of the run.
     assert report.ticks == 25 and 2.4 <= report.duration_s < 24
     assert report.inferences >= 1 and report.invalid_chunks == 0 and report.inference_errors == 0
