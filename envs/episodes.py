@@ -34,13 +34,6 @@ def connect_remote(endpoint: str, timeout_s: float) -> PolicyConnection:
     return policy, policy.metadata.get("config")
 
 
-def _fault_for(config: EvalConfig, job: EpisodeJob) -> Optional[tuple[str, int]]:
-    if config.inject_fault is None:
-        return None
-    kind, episode, step = config.inject_fault.split(":")
-    return (kind, int(step)) if int(episode) == job.episode_id else None
-
-
 def run_episode(task: Any, policy: Policy, job: EpisodeJob, config: EvalConfig,
                 video_dir: Optional[Path]) -> EpisodeRecord:
     """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env).
@@ -50,20 +43,13 @@ def run_episode(task: Any, policy: Policy, job: EpisodeJob, config: EvalConfig,
     record = EpisodeRecord(task=job.task, episode_id=job.episode_id, seed=job.seed)
     started = time.perf_counter()
     latencies: list[float] = []
-    fault = _fault_for(config, job)
     simulator: Optional[EpisodeSimulator] = None
-
-    def check_fault(step: int) -> None:
-        if fault is not None and fault[1] == step:
-            if fault[0] == "hang":
-                time.sleep(10**6)
-            raise RuntimeError(f"injected env.step failure at step {step}")
 
     try:
         first = task.reset(job.episode_id, job.seed)
         record.instruction = first.instruction
         policy.reset()
-        simulator = EpisodeSimulator(task, first, check_fault)
+        simulator = EpisodeSimulator(task, first)
         if config.timing.mode == "lockstep":
             instruction = first.instruction
             for step in range(job.max_steps):

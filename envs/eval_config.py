@@ -6,7 +6,6 @@ them from what crosses the pipe without importing the orchestration.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -32,7 +31,6 @@ class EvalConfig:
     step_timeout_s: float = 120.0
     episode_timeout_s: Optional[float] = None
     video: bool = True
-    inject_fault: Optional[str] = None  # "crash:EPISODE:STEP" or "hang:EPISODE:STEP" (exercises failure handling)
     preset: Optional[str] = None
     plan: Optional[str] = None
     grid: str = "official"  # "heldout": placements off the official grid, never seen when choosing the model
@@ -65,8 +63,6 @@ class EvalConfig:
             raise ValueError("--episodes: expected >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("--max-steps: expected >= 1")
-        if self.inject_fault is not None and not re.fullmatch(r"(crash|hang):\d+:\d+", self.inject_fault):
-            raise ValueError("--inject-fault: expected crash:EPISODE:STEP or hang:EPISODE:STEP")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -113,10 +113,9 @@ class EpisodeSimulator:
     """The episode's simulator as the control loop's camera and robot: observe the latest frame, step with the
     action; records frames, executed actions and success."""
 
-    def __init__(self, task: Any, first: Observation, check_fault: Callable[[int], None]) -> None:
+    def __init__(self, task: Any, first: Observation) -> None:
         self.task = task
         self.observation = first
-        self.check_fault = check_fault
         self.frames = [first.image]
         self.actions: list[np.ndarray] = []
         self.env_step_ms: list[float] = []
@@ -127,7 +126,6 @@ class EpisodeSimulator:
         return self.observation
 
     def act(self, action: np.ndarray) -> None:
-        self.check_fault(len(self.actions))
         self.actions.append(np.array(action, dtype=np.float32))
         started = time.perf_counter()
         result = self.task.step(action)

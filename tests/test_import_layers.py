@@ -243,7 +243,7 @@ import importlib, json, sys
 
 def loaded(names):
     found = {m for m in sys.modules if m.split('.')[0] in names}
-    found |= {m for m in sys.modules if m.startswith('policies.') and not m.startswith(('policies.api.', 'policies.api'))}
+    found |= {m for m in sys.modules if m.startswith('policies.') and m.split('.')[1] != 'api'}
     return sorted(found)
 
 import bridge.client, runtime.robot.runner, runtime.robot.template, runtime.app.cli.robot

@@ -19,7 +19,7 @@ import queue
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from envs.episodes import PolicyConnection, connect_remote, serve_jobs
 from envs.eval_config import EpisodeJob, EvalConfig
@@ -171,8 +171,9 @@ def episode_timeout(config: EvalConfig, job: EpisodeJob) -> float:
     return 120.0 + job.max_steps * (config.step_timeout_s + 10.0)
 
 
-def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
-    """Run every episode of the suite; write ``results.json`` (and videos) under ``config.out``; return the result."""
+def run_eval(config: EvalConfig, progress: bool = True, worker: Callable[..., None] = worker_main) -> dict[str, Any]:
+    """Run every episode of the suite; write ``results.json`` (and videos) under ``config.out``; return the result.
+    ``worker``: a ManiSkill3 worker process's entry point (``worker_main``'s arguments; a test's wraps it)."""
     from tqdm import tqdm
 
     plan = plan_eval(config)
@@ -201,7 +202,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> dict[str, Any]:
     def start_worker(worker_id: int, shard: int) -> Any:
         args = (worker_id, config, endpoint, shards[shard], result_queue)
         process: Any = (Real2SimWorkerProcess(*args) if backend == "real2sim" else
-                        context.Process(target=worker_main, args=args, name=f"vlart-eval-{worker_id}", daemon=True))
+                        context.Process(target=worker, args=args, name=f"vlart-eval-{worker_id}", daemon=True))
         process.start()
         return process
 

@@ -120,7 +120,9 @@ def _actor_env() -> dict[str, str]:
 
 
 class SweepRunner:
-    def __init__(self, config: SweepConfig, out: Path, address: Optional[str]) -> None:
+    def __init__(self, config: SweepConfig, out: Path, address: Optional[str],
+                 episode_actor: type[EpisodeActor] = EpisodeActor) -> None:
+        self.episode_actor = episode_actor
         self.config = config
         self.out = out
         self.address = address
@@ -167,7 +169,7 @@ class SweepRunner:
                                      f"{float(available.get(name, 0)):g} {name} in all")
 
     def _new_actor(self, ray: Any) -> Any:
-        return ray.remote(EpisodeActor).options(**self._options("episode")).remote(self._threads("episode"))
+        return ray.remote(self.episode_actor).options(**self._options("episode")).remote(self._threads("episode"))
 
     def _server_for(self, ray: Any, cell: Cell) -> Optional[str]:
         if cell.eval_config.via == "inproc":
@@ -327,6 +329,8 @@ class SweepRunner:
         }, model_configs)
 
 
-def run_sweep(config: SweepConfig, out: Path, address: Optional[str] = None,
-              progress: bool = True) -> dict[str, Any]:
-    return SweepRunner(config, out, address).run(progress)
+def run_sweep(config: SweepConfig, out: Path, address: Optional[str] = None, progress: bool = True,
+              episode_actor: type[EpisodeActor] = EpisodeActor) -> dict[str, Any]:
+    """Run (or resume) the sweep; ``episode_actor``: the episode workers' actor class (a test's subclass injects
+    faults)."""
+    return SweepRunner(config, out, address, episode_actor).run(progress)

@@ -14,8 +14,7 @@
 Settings (axes or fixed; the names of ``vlart eval``'s options): suite, model, preset, plan, set (a list of
 ``--set`` overrides), unnorm_key, budget, seed, grid, episodes, max_steps, timing, execution, latency_ms,
 rtc_soft_rows, via (zmq: through a policy server actor, the default; inproc: the policy loaded in each episode
-worker), workers, video, step_timeout, episode_timeout, inject_fault (crash|hang:EPISODE:STEP, to check the failure
-handling), max_batch and batch_wait_ms (the server's dynamic batching: default one row per episode worker, 100 ms;
+worker), workers, video, step_timeout, episode_timeout, max_batch and batch_wait_ms (the server's dynamic batching: default one row per episode worker, 100 ms;
 ``max_batch: 1`` runs every inference alone, so that reruns agree to the bit). ``parallel``: episode workers in the
 whole sweep (default: as many as the Ray resources allow). Unknown keys are refused, naming the key.
 
@@ -37,7 +36,7 @@ from envs.timed_episode import TimingConfig
 
 SETTINGS = ("suite", "model", "preset", "plan", "set", "unnorm_key", "budget", "seed", "grid", "episodes",
             "max_steps", "timing", "execution", "latency_ms", "rtc_soft_rows", "via", "workers", "video",
-            "step_timeout", "episode_timeout", "inject_fault", "max_batch", "batch_wait_ms")
+            "step_timeout", "episode_timeout", "max_batch", "batch_wait_ms")
 TOP_LEVEL = ("name", "axes", "resources", "parallel", *SETTINGS)
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 DEFAULT_RESOURCES = {"server": {"num_cpus": 1, "num_gpus": 0}, "episode": {"num_cpus": 1}}
@@ -114,7 +113,7 @@ def eval_config(settings: dict[str, Any], out: Path) -> EvalConfig:
         out=out, seed=settings.get("seed", 0), overrides=list(overrides), unnorm_key=settings.get("unnorm_key"),
         budget=settings.get("budget"), step_timeout_s=settings.get("step_timeout", 120.0),
         episode_timeout_s=settings.get("episode_timeout"), video=settings.get("video", True),
-        inject_fault=settings.get("inject_fault"), max_batch=settings.get("max_batch"),
+        max_batch=settings.get("max_batch"),
         batch_wait_ms=settings.get("batch_wait_ms", 100.0),
         preset=settings.get("preset"), plan=settings.get("plan"), grid=settings.get("grid", "official"),
         timing=timing,

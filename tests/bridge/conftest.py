@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from bridge.client import PolicyClient
-from bridge.server.policy_server import PolicyServer
+from tests.conftest import running_server
 
 
 class WrappedPolicy:
@@ -29,23 +29,24 @@ class WrappedPolicy:
 
 
 @contextmanager
-def websocket_endpoint(policy, protocol_name: str):
+def websocket_endpoint(policy, protocol_name: str, **options):
     """``policy`` behind a server on a fresh in-process address and the ``protocol_name`` endpoint in front of it,
-    on a free loopback port, both stopped afterwards."""
+    on a free loopback port (``options``: the endpoint's, e.g. ``max_connections``), both stopped afterwards."""
     from runtime.app.cli.serving import make_websocket_endpoint
 
-    server = PolicyServer(policy, bind=f"inproc://vlart-test-{protocol_name}-{uuid.uuid4().hex}").start()
-    front = make_websocket_endpoint(protocol_name, "ws://127.0.0.1:0", policy, server, 1_000_000).start()
-    try:
-        yield front
-    finally:
-        front.stop()
-        server.stop()
+    with running_server(policy, bind=f"inproc://vlart-test-{protocol_name}-{uuid.uuid4().hex}") as server:
+        front = make_websocket_endpoint(protocol_name, "ws://127.0.0.1:0", policy, server, 1_000_000,
+                                        **options).start()
+        try:
+            yield front
+        finally:
+            front.stop()
 
 
-class GatedPolicy(WrappedPolicy):
-    """The tiny policy whose inferences wait until the test opens the gate (``release()``), so concurrency tests
-    control the order of events instead of racing the clock. Counts the inferences it ran."""
+class Gate(WrappedPolicy):
+    """A wrapper whose inferences wait at a gate until the test opens it (``release()``), so concurrency tests
+    control the order of events instead of racing the clock. ``with server, gate:`` opens it however the block
+    ends (before the server stops), so a failing test leaves no inference waiting."""
 
     def __init__(self, policy, gated: bool = True) -> None:
         super().__init__(policy)
@@ -53,10 +54,27 @@ class GatedPolicy(WrappedPolicy):
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
-        self.inferences = 0
 
     def release(self) -> None:
         self.gate.set()
+
+    def wait_at_the_gate(self) -> None:
+        self.started.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+
+    def __enter__(self) -> "Gate":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+class GatedPolicy(Gate):
+    """The tiny policy, each of its inferences held at the gate. Counts the inferences it ran."""
+
+    def __init__(self, policy, gated: bool = True) -> None:
+        super().__init__(policy, gated)
+        self.inferences = 0
 
     @property
     def metadata(self):
@@ -74,8 +92,7 @@ class GatedPolicy(WrappedPolicy):
 
             def predict_action(self, obs, seed=None):
                 outer.inferences += 1
-                outer.started.set()
-                assert outer.gate.wait(60), "the test never opened the gate"
+                outer.wait_at_the_gate()
                 return inner.predict_action(obs, seed=seed)
 
         return Session()
@@ -87,13 +104,6 @@ def wait_for(condition, timeout_s: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.005)
-
-
-@pytest.fixture()
-def server(tiny_policy):
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -12,21 +13,18 @@ from bridge import protocol
 from bridge.client import PolicyClient, ServerError
 from bridge.server.policy_server import PolicyServer
 from policies.api.interface import Observation
-from tests.bridge.conftest import WrappedPolicy, wait_for
+from tests.bridge.conftest import Gate, wait_for
+from tests.conftest import running_server
 
 TOLERANCE = 1e-5
 
 
-class RecordingBatchPolicy(WrappedPolicy):
-    """The tiny policy's batching, recording each batch's size; the first batch waits at a gate the test opens, and
-    rows whose instruction says "explode" fail."""
+class RecordingBatchPolicy(Gate):
+    """The tiny policy's batching, recording each batch's size; the first batch waits at the gate, and rows whose
+    instruction says "explode" fail."""
 
     def __init__(self, policy, gated: bool = True) -> None:
-        super().__init__(policy)
-        self.gate = threading.Event()
-        if not gated:
-            self.gate.set()
-        self.started = threading.Event()
+        super().__init__(policy, gated)
         self.batch_sizes: list[int] = []
 
     def session(self):
@@ -34,8 +32,7 @@ class RecordingBatchPolicy(WrappedPolicy):
 
     def predict_batch(self, requests):
         self.batch_sizes.append(len(requests))
-        self.started.set()
-        assert self.gate.wait(60), "the test never opened the gate"
+        self.wait_at_the_gate()
         fine = [r for r in requests if "explode" not in r.obs.instruction]
         outputs = iter(self.policy.predict_batch(fine))
         return [RuntimeError("this row exploded") if "explode" in r.obs.instruction else next(outputs)
@@ -62,11 +59,10 @@ def infer_in_thread(endpoint, image, instruction, seed, results, name):
 
 def test_requests_queued_during_a_pass_share_the_next_one(tiny_policy):
     policy = RecordingBatchPolicy(tiny_policy)
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4).start()
     images = frames(4)
     texts = ["pick coke can", "put the spoon on the towel please", "explode", "open the top drawer"]
     results: dict = {}
-    try:
+    with running_server(policy, max_batch=4) as server, policy:
         threads = [infer_in_thread(server.endpoint, images[0], texts[0], 0, results, 0)]
         assert policy.started.wait(60)  # the first request runs alone, held at the gate
         threads += [infer_in_thread(server.endpoint, images[i], texts[i], i, results, i) for i in (1, 2, 3)]
@@ -74,12 +70,9 @@ def test_requests_queued_during_a_pass_share_the_next_one(tiny_policy):
             wait_for(lambda: c.ping()["queued"] == 3)
             c.reset()  # an idle client's reset is answered while the pass is held
             assert c.ping()["busy"] is True
-        policy.gate.set()
+        policy.release()
         for thread in threads:
             thread.join(60)
-    finally:
-        policy.gate.set()
-        server.stop()
     assert policy.batch_sizes == [1, 3]
     assert isinstance(results[2], ServerError) and results[2].code == "inference_failed"
     assert "RuntimeError: this row exploded" in results[2].message
@@ -92,11 +85,9 @@ def test_requests_queued_during_a_pass_share_the_next_one(tiny_policy):
 def test_the_batch_wait_gathers_active_clients_that_send_after_the_first(tiny_policy):
     policy = RecordingBatchPolicy(tiny_policy, gated=False)
     # The wait only bounds a failing test: the batch runs as soon as every active client is in it.
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4, batch_wait_ms=60_000,
-                          active_window_s=600).start()
     images = frames(2)
     results: dict = {}
-    try:
+    with running_server(policy, max_batch=4, batch_wait_ms=60_000, active_window_s=600) as server:
         with PolicyClient(server.endpoint, timeout_s=60, retries=0) as a, \
                 PolicyClient(server.endpoint, timeout_s=60, retries=0) as b:
             a.infer(images[0], "pick coke can", seed=1)  # alone: no other client is active yet
@@ -109,21 +100,16 @@ def test_the_batch_wait_gathers_active_clients_that_send_after_the_first(tiny_po
             assert a.ping()["status"] == "ok"  # pings are never delayed by the wait
             results["a"] = a.infer(images[0], "pick coke can", seed=3)
             thread.join(60)
-    finally:
-        server.stop()
     assert policy.batch_sizes == [1, 2]
     assert results["a"].batch_size == 2 and results["b"].batch_size == 2
 
 
 def test_a_lone_client_never_waits_for_company(tiny_policy):
     policy = RecordingBatchPolicy(tiny_policy, gated=False)
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=8, batch_wait_ms=600_000).start()
-    try:
+    with running_server(policy, max_batch=8, batch_wait_ms=600_000) as server:
         with PolicyClient(server.endpoint, timeout_s=60, retries=0) as client:  # would time out if it waited
             for seed in range(3):
                 assert client.infer(frames(1)[0], "pick coke can", seed=seed).batch_size == 1
-    finally:
-        server.stop()
     assert policy.batch_sizes == [1, 1, 1]
 
 
@@ -140,13 +126,12 @@ def test_one_clients_requests_stay_in_order_across_batches(tiny_policy):
     """A client that pipelines infer, infer, reset: its second infer waits for the next batch (its ensemble must
     have the first chunk), and its reset comes after both."""
     policy = RecordingBatchPolicy(tiny_policy)
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4).start()
     images = frames(3)
     results: dict = {}
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.linger = 0
-    sock.connect(server.endpoint)
-    try:
+    with running_server(policy, max_batch=4) as server, closing(sock), policy:
+        sock.connect(server.endpoint)
         held = infer_in_thread(server.endpoint, images[2], "close the drawer", 9, results, "held")
         assert policy.started.wait(60)
         send(sock, "infer", 1, {"images": {"primary": images[0]}, "instruction": "pick coke can", "seed": 1})
@@ -154,14 +139,10 @@ def test_one_clients_requests_stay_in_order_across_batches(tiny_policy):
         send(sock, "reset", 3, {})
         other = infer_in_thread(server.endpoint, images[1], "move near", 5, results, "other")
         wait_for(lambda: server._jobs.qsize() == 4)
-        policy.gate.set()
+        policy.release()
         replies = [receive(sock) for _ in range(3)]
         held.join(60)
         other.join(60)
-    finally:
-        policy.gate.set()
-        sock.close()
-        server.stop()
     assert [r.seq for r in replies] == [1, 2, 3] and [r.type for r in replies] == ["infer", "infer", "reset"]
     assert policy.batch_sizes == [1, 2, 1]  # held; (infer 1, other); infer 2
     reference = tiny_policy.session()
@@ -182,7 +163,6 @@ def test_in_process_requests_join_the_batches_of_zeromq_clients(tiny_policy):
     """``submit`` (the websocket endpoints' path): checked like a ZeroMQ request, batched with them, answered by
     callback; refusals arrive as error replies naming the field."""
     policy = RecordingBatchPolicy(tiny_policy)
-    server = PolicyServer(policy, bind="tcp://127.0.0.1:*", max_batch=4).start()
     image = frames(1)[0]
     replies: dict = {}
     arrived = {name: threading.Event() for name in ("first", "in_process", "bad", "unknown", "reset")}
@@ -194,7 +174,7 @@ def test_in_process_requests_join_the_batches_of_zeromq_clients(tiny_policy):
         return deliver
 
     results: dict = {}
-    try:
+    with running_server(policy, max_batch=4) as server, policy:
         threads = [infer_in_thread(server.endpoint, image, "pick coke can", 1, results, "zmq-first")]
         assert policy.started.wait(60)
         server.submit(b"robot-a", protocol.INFER, {"images": {"primary": image}, "instruction": "open the drawer",
@@ -207,16 +187,13 @@ def test_in_process_requests_join_the_batches_of_zeromq_clients(tiny_policy):
         for name in ("bad", "unknown", "reset"):  # refused or run at once, while the pass is held
             assert arrived[name].wait(60)
         wait_for(lambda: server._jobs.qsize() == 2)
-        policy.gate.set()
+        policy.release()
         assert arrived["in_process"].wait(60)
         for thread in threads:
             thread.join(60)
         assert b"robot-a" in server.sessions
         server.forget_session(b"robot-a")
         assert b"robot-a" not in server.sessions
-    finally:
-        policy.gate.set()
-        server.stop()
     assert policy.batch_sizes == [1, 2]
     kind, payload = replies["in_process"]
     assert kind == protocol.INFER and payload["batch_size"] == 2

@@ -5,16 +5,15 @@ import pytest
 
 from bridge.client import PolicyClient, PolicyTimeout
 from bridge.keys import generate_keys, load_client_keys, load_server_keys
-from bridge.server.policy_server import PolicyServer
 from tests.bridge.conftest import wait_for
+from tests.conftest import running_server
 
 
 @pytest.fixture()
 def curve_server(tiny_policy, tmp_path):
     generate_keys(tmp_path / "keys", ["robot1"])
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", curve=load_server_keys(tmp_path / "keys")).start()
-    yield server, tmp_path / "keys"
-    server.stop()
+    with running_server(tiny_policy, curve=load_server_keys(tmp_path / "keys")) as server:
+        yield server, tmp_path / "keys"
 
 
 def test_authorized_client_is_served(curve_server, frame):
@@ -45,16 +44,13 @@ def test_plain_client_gets_nothing_from_a_curve_server(curve_server):
 def test_revoking_a_key_by_deleting_it(tiny_policy, tmp_path, frame):
     generate_keys(tmp_path / "keys", ["a", "b"])
     (tmp_path / "keys" / "authorized" / "b.key").unlink()
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", curve=load_server_keys(tmp_path / "keys")).start()
-    try:
+    with running_server(tiny_policy, curve=load_server_keys(tmp_path / "keys")) as server:
         with PolicyClient(server.endpoint, timeout_s=60, curve=load_client_keys(tmp_path / "keys", "a")) as c:
             assert c.ping()["status"] == "ok"
         with PolicyClient(server.endpoint, timeout_s=0.5, retries=0,
                           curve=load_client_keys(tmp_path / "keys", "b")) as c:
             with pytest.raises(PolicyTimeout):
                 c.ping()
-    finally:
-        server.stop()
 
 
 def test_the_allowlist_is_reread_while_serving(tiny_policy, tmp_path, frame):
@@ -62,9 +58,8 @@ def test_the_allowlist_is_reread_while_serving(tiny_policy, tmp_path, frame):
     generate_keys(keys, ["a", "b"])
     b_key = (keys / "authorized" / "b.key").read_bytes()
     (keys / "authorized" / "b.key").unlink()
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", curve=load_server_keys(keys)).start()
     b_public = load_client_keys(keys, "b").public.decode()
-    try:
+    with running_server(tiny_policy, curve=load_server_keys(keys)) as server:
         with PolicyClient(server.endpoint, timeout_s=60, curve=load_client_keys(keys, "a")) as a:
             assert a.infer(frame, "pick coke can", seed=0).actions.shape == (16, 7)
             # Authorise b while the server runs: accepted without a restart.
@@ -79,8 +74,6 @@ def test_the_allowlist_is_reread_while_serving(tiny_policy, tmp_path, frame):
             a.timeout_s, a.retries = 0.5, 0
             with pytest.raises(PolicyTimeout):
                 a.ping()
-    finally:
-        server.stop()
 
 
 def test_secret_key_files_are_owner_only(tmp_path):

@@ -12,7 +12,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-import uuid
+from contextlib import closing
 
 import msgpack
 import numpy as np
@@ -26,6 +26,7 @@ from bridge.server.policy_server import PolicyServer
 from runtime.core.safe_repr import bounded_repr
 from tests.bridge import hostile
 from tests.bridge.conftest import GatedPolicy, wait_for, websocket_endpoint
+from tests.conftest import running_server
 
 pytest.importorskip("websockets")
 from websockets.exceptions import InvalidStatus  # noqa: E402
@@ -220,8 +221,7 @@ def test_a_socket_thread_that_dies_is_a_recorded_failure_and_join_returns(tiny_p
         raise RuntimeError("the socket broke")
 
     monkeypatch.setattr(PolicyServer, "_drain_requests", explode)
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(tiny_policy) as server:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.linger = 0
         sock.connect(server.endpoint)
@@ -231,8 +231,6 @@ def test_a_socket_thread_that_dies_is_a_recorded_failure_and_join_returns(tiny_p
         joined.join(60)
         assert not joined.is_alive() and server.failure == "the socket thread stopped: RuntimeError: the socket broke"
         sock.close()
-    finally:
-        server.stop()
 
 
 def test_a_dead_worker_is_reported_by_the_health_checks(tiny_policy):
@@ -307,10 +305,9 @@ def test_vlart_serve_exits_non_zero_when_its_socket_thread_dies(monkeypatch, cap
 def test_requests_beyond_the_bytes_in_flight_get_busy(tiny_policy, frame):
     gated = GatedPolicy(tiny_policy)
     body = hostile.valid_zmq_infer(frame[:64, :64])
-    server = PolicyServer(gated, bind="tcp://127.0.0.1:*", max_message_bytes=len(body),
-                          max_inflight_bytes=len(body) + 100).start()
     sockets = [zmq.Context.instance().socket(zmq.DEALER) for _ in range(2)]
-    try:
+    with running_server(gated, max_message_bytes=len(body), max_inflight_bytes=len(body) + 100) as server, \
+            closing(sockets[0]), closing(sockets[1]), gated:
         for sock in sockets:
             sock.linger = 0
             sock.connect(server.endpoint)
@@ -323,11 +320,6 @@ def test_requests_beyond_the_bytes_in_flight_get_busy(tiny_policy, frame):
         assert sockets[0].poll(60_000) and protocol.unpack(sockets[0].recv()).type == "infer"
         wait_for(lambda: server.inflight.held == 0)
         assert hostile.send_zmq(sockets[1], body).type == "infer"  # the bytes were given back
-    finally:
-        gated.release()
-        for sock in sockets:
-            sock.close()
-        server.stop()
 
 
 def test_a_server_refuses_an_inflight_limit_below_one_message(tiny_policy):
@@ -337,12 +329,7 @@ def test_a_server_refuses_an_inflight_limit_below_one_message(tiny_policy):
 
 @pytest.mark.parametrize("protocol_name", ["openpi", "vla-eval"])
 def test_connections_beyond_the_limit_are_refused_with_503_and_admitted_once_one_closes(tiny_policy, protocol_name):
-    from runtime.app.cli.serving import make_websocket_endpoint
-
-    server = PolicyServer(tiny_policy, bind=f"inproc://vlart-test-{uuid.uuid4().hex}").start()
-    front = make_websocket_endpoint(protocol_name, "ws://127.0.0.1:0", tiny_policy, server, 1_000_000,
-                                    max_connections=2).start()
-    try:
+    with websocket_endpoint(tiny_policy, protocol_name, max_connections=2) as front:
         first = connect(front.url, compression=None)
         second = connect(front.url, compression=None)
         wait_for(lambda: front.connections == 2)
@@ -356,9 +343,6 @@ def test_connections_beyond_the_limit_are_refused_with_503_and_admitted_once_one
             if protocol_name == "openpi":
                 assert isinstance(third.recv(timeout=30), bytes)  # the metadata frame: it is served
         second.close()
-    finally:
-        front.stop()
-        server.stop()
 
 
 def test_a_bad_request_through_an_endpoint_is_not_busy_and_gives_its_bytes_back(openpi):
@@ -370,8 +354,7 @@ def test_a_bad_request_through_an_endpoint_is_not_busy_and_gives_its_bytes_back(
 
 
 def test_an_unavailable_server_answers_an_infer_with_its_typed_error(tiny_policy, frame):
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(tiny_policy) as server:
         server._jobs.put(_poison_job(server))
         wait_for(lambda: not server.worker_alive())
         with PolicyClient(server.endpoint, timeout_s=60) as client:
@@ -379,5 +362,3 @@ def test_an_unavailable_server_answers_an_infer_with_its_typed_error(tiny_policy
             assert ping["status"] == "unavailable" and ping["failure"].startswith("the inference worker stopped")
             with pytest.raises(ServerError, match="unavailable"):
                 client.infer(frame, "pick coke can")
-    finally:
-        server.stop()

@@ -37,7 +37,7 @@ def start_server(endpoint: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_client_survives_a_server_restart(frame):
+def test_client_survives_a_server_restart_and_sigterm_shuts_the_server_down_cleanly(frame):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     server = start_server(endpoint)
     try:
@@ -51,21 +51,13 @@ def test_client_survives_a_server_restart(frame):
             after = client.infer(frame, "pick coke can", seed=4)
             np.testing.assert_array_equal(after.actions, before.actions)
             assert after.seq > before.seq
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+        assert server.returncode == 0
+        assert "vlart serve: stopped" in output
     finally:
         server.kill()
         server.wait(60)
-
-
-@pytest.mark.slow
-def test_sigterm_shuts_down_cleanly():
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    server = start_server(endpoint)
-    with PolicyClient(endpoint, timeout_s=60) as client:
-        assert client.ping()["status"] == "ok"
-    server.send_signal(signal.SIGTERM)
-    output, _ = server.communicate(timeout=60)
-    assert server.returncode == 0
-    assert "vlart serve: stopped" in output
 
 
 def test_cli_client_against_a_live_server(server, capsys):

@@ -1,5 +1,4 @@
 import threading
-import time
 
 import msgpack
 import numpy as np
@@ -8,9 +7,9 @@ import zmq
 
 from bridge import protocol
 from bridge.client import PolicyClient, PolicyTimeout, ServerError
-from bridge.server.policy_server import PolicyServer
 from policies.api.interface import ChunkContinuation, Observation
 from tests.bridge.conftest import GatedPolicy, WrappedPolicy, wait_for
+from tests.conftest import running_server
 from tests.policies.test_continuation import plan_prefix
 
 
@@ -53,7 +52,7 @@ def test_reset_clears_this_clients_ensemble(client, frame):
 
 def test_ping(client):
     reply = client.ping()
-    assert reply["status"] == "ok" and reply["busy"] is False and reply["uptime_s"] >= 0
+    assert reply["status"] == "ok" and reply["busy"] is False and "uptime_s" in reply
 
 
 def test_concurrent_clients_have_separate_ensembles(server, frame):
@@ -81,8 +80,7 @@ def test_concurrent_clients_have_separate_ensembles(server, frame):
 
 def test_ping_is_answered_while_an_inference_runs(tiny_policy, frame):
     gated = GatedPolicy(tiny_policy)
-    server = PolicyServer(gated, bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(gated) as server, gated:
         done = {}
 
         def infer():
@@ -101,15 +99,11 @@ def test_ping_is_answered_while_an_inference_runs(tiny_policy, frame):
         gated.release()
         worker.join(60)
         assert done["result"].actions.shape == (16, 7)
-    finally:
-        gated.release()
-        server.stop()
 
 
 def test_a_retried_infer_runs_once_and_the_ensemble_matches_a_client_that_never_retried(tiny_policy, frame):
     gated = GatedPolicy(tiny_policy)
-    server = PolicyServer(gated, bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(gated) as server, gated:
         with PolicyClient(server.endpoint, timeout_s=0.5, retries=100) as retrying:
             retrying.reset()
             first = {}
@@ -129,9 +123,6 @@ def test_a_retried_infer_runs_once_and_the_ensemble_matches_a_client_that_never_
             np.testing.assert_array_equal(a.actions, b.actions)
             np.testing.assert_array_equal(a.action, b.action)  # same ensemble history, step by step
         assert not np.array_equal(retried[2].action, retried[2].actions[0])  # the ensemble did blend
-    finally:
-        gated.release()
-        server.stop()
 
 
 def test_a_retry_after_the_reply_was_lost_gets_the_remembered_reply(server, frame):
@@ -153,8 +144,7 @@ def test_a_retry_after_the_reply_was_lost_gets_the_remembered_reply(server, fram
 
 def test_late_reply_is_never_returned_for_another_request(tiny_policy, frame):
     gated = GatedPolicy(tiny_policy)
-    server = PolicyServer(gated, bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(gated) as server, gated:
         with PolicyClient(server.endpoint, timeout_s=0.2, retries=1) as c:
             # Both attempts of request 1 time out while its inference waits at the gate.
             with pytest.raises(PolicyTimeout, match="no reply .* within 0.2 s \\(2 attempts\\)"):
@@ -168,15 +158,11 @@ def test_late_reply_is_never_returned_for_another_request(tiny_policy, frame):
             direct = tiny_policy.session().predict_action(Observation(frame, "pick coke can"), seed=1)
             np.testing.assert_array_equal(result.actions, direct.actions)
         assert gated.inferences == 2
-    finally:
-        gated.release()
-        server.stop()
 
 
 def test_busy_when_the_queue_is_full(tiny_policy, frame):
     gated = GatedPolicy(tiny_policy)
-    server = PolicyServer(gated, bind="tcp://127.0.0.1:*", max_queue=1).start()
-    try:
+    with running_server(gated, max_queue=1) as server, gated:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.linger = 0
         sock.connect(server.endpoint)
@@ -198,9 +184,6 @@ def test_busy_when_the_queue_is_full(tiny_policy, frame):
         sock.close()
         assert {seq: m.type for seq, m in replies.items()} == {1: "infer", 2: "infer", 3: "error", 4: "error"}
         assert replies[3].payload["code"] == replies[4].payload["code"] == "busy"
-    finally:
-        gated.release()
-        server.stop()
 
 
 class FailingPolicy(WrappedPolicy):
@@ -240,30 +223,24 @@ def unencodable_actions(output):
 
 
 def test_a_policy_failure_is_inference_failed_not_bad_request(tiny_policy, frame, caplog):
-    server = PolicyServer(FailingPolicy(tiny_policy, raise_value_error), bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(FailingPolicy(tiny_policy, raise_value_error)) as server:
         with PolicyClient(server.endpoint, timeout_s=60) as c:
             with pytest.raises(ServerError) as info:
                 c.infer(frame, "pick coke can", seed=0)
             assert info.value.code == "inference_failed" and info.value.field is None
             assert "ValueError: shape mismatch deep inside the model" in info.value.message
             assert c.infer(frame, "pick coke can", seed=0).actions.shape == (16, 7)
-    finally:
-        server.stop()
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "vlart.bridge.server")
     assert "Traceback" in logged and "shape mismatch deep inside the model" in logged
 
 
 def test_a_reply_that_cannot_be_encoded_is_answered_and_the_worker_goes_on(tiny_policy, frame):
-    server = PolicyServer(FailingPolicy(tiny_policy, unencodable_actions), bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(FailingPolicy(tiny_policy, unencodable_actions)) as server:
         with PolicyClient(server.endpoint, timeout_s=60, retries=0) as c:
             with pytest.raises(ServerError, match="inference_failed: CodecError"):
                 c.infer(frame, "pick coke can", seed=0)
             assert c.ping()["worker_alive"] is True
             assert c.infer(frame, "pick coke can", seed=0).actions.shape == (16, 7)
-    finally:
-        server.stop()
 
 
 def test_budget_failures_are_answered_and_both_threads_go_on(tiny_policy, frame):
@@ -274,8 +251,7 @@ def test_budget_failures_are_answered_and_both_threads_go_on(tiny_policy, frame)
         def summary(self):
             raise ZeroDivisionError("no steps yet")
 
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", budget=BrokenBudget()).start()
-    try:
+    with running_server(tiny_policy, budget=BrokenBudget()) as server:
         with PolicyClient(server.endpoint, timeout_s=60, retries=0) as c:
             for _ in range(2):
                 with pytest.raises(ServerError, match="inference_failed: KeyError"):
@@ -283,8 +259,6 @@ def test_budget_failures_are_answered_and_both_threads_go_on(tiny_policy, frame)
                 with pytest.raises(ServerError, match="internal_error: ZeroDivisionError: no steps yet"):
                     c.ping()
             assert c.hello()["server"] == "vlart" and server.worker_alive()
-    finally:
-        server.stop()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's end is the point
@@ -292,8 +266,7 @@ def test_ping_reports_a_stopped_worker_and_requests_get_unavailable(tiny_policy,
     def stop_the_thread(output):
         raise SystemExit("a library called exit() in the inference thread")
 
-    server = PolicyServer(FailingPolicy(tiny_policy, stop_the_thread), bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(FailingPolicy(tiny_policy, stop_the_thread)) as server:
         with PolicyClient(server.endpoint, timeout_s=60, retries=0) as c:
             with pytest.raises(ServerError, match="unavailable: the inference worker stopped during this request"):
                 c.infer(frame, "pick coke can", seed=0)
@@ -302,8 +275,6 @@ def test_ping_reports_a_stopped_worker_and_requests_get_unavailable(tiny_policy,
             assert reply["status"] == "unavailable" and reply["worker_alive"] is False
             with pytest.raises(ServerError, match="unavailable: the inference worker has stopped"):
                 c.infer(frame, "pick coke can", seed=0)
-    finally:
-        server.stop()
 
 
 def raw_call(endpoint: str, body: bytes, timeout_ms: int = 60_000) -> protocol.Message:
@@ -358,8 +329,7 @@ def test_invalid_observations_name_the_field(client, images, instruction, field,
 
 
 def test_oversized_message_gets_too_large(tiny_policy, frame):
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", max_message_bytes=100_000).start()
-    try:
+    with running_server(tiny_policy, max_message_bytes=100_000) as server:
         with PolicyClient(server.endpoint, timeout_s=60, retries=0) as c:
             with pytest.raises(ServerError, match="too_large: message of .* exceeds the limit of 100000"):
                 c.infer(np.zeros((200, 200, 3), np.uint8), "pick")
@@ -368,20 +338,15 @@ def test_oversized_message_gets_too_large(tiny_policy, frame):
                 c.call(protocol.INFER, {"images": {"primary": np.zeros((300, 300, 3), np.uint8)}, "instruction": "x"},
                        timeout_s=0.5)
             assert c.infer(np.zeros((100, 100, 3), np.uint8), "pick", seed=0).actions.shape == (16, 7)
-    finally:
-        server.stop()
 
 
 def test_an_oversized_message_is_refused_before_it_is_decoded(tiny_policy):
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", max_message_bytes=1000).start()
-    try:
+    with running_server(tiny_policy, max_message_bytes=1000) as server:
         # A readable envelope followed by 1,500 bytes that are not msgpack: decoding it would say bad_message.
         body = b"\x84" + msgpack.packb("v") + msgpack.packb(1) + msgpack.packb("seq") + msgpack.packb(77) \
             + msgpack.packb("type") + msgpack.packb("infer") + msgpack.packb("payload") + b"\xc1" * 1500
         reply = raw_call(server.endpoint, body)
         assert reply.type == "error" and reply.payload["code"] == "too_large" and reply.seq == 77
-    finally:
-        server.stop()
 
 
 def test_fuzz_two_thousand_bad_messages_then_a_valid_infer(server, frame):
@@ -455,8 +420,7 @@ def test_budget_verdict_in_replies_and_ping(tiny_policy, frame, tmp_path):
 
     path = tmp_path / "budget.yaml"
     path.write_text("name: tight\ncontrol_rate_hz: 5\nwarmup_steps: 1\nstages_ms: {vision: 0.001, total: 10000}\n")
-    server = PolicyServer(tiny_policy, bind="tcp://127.0.0.1:*", budget=LatencyBudget(load_budget(path))).start()
-    try:
+    with running_server(tiny_policy, budget=LatencyBudget(load_budget(path))) as server:
         with PolicyClient(server.endpoint, timeout_s=60) as c:
             results = [c.infer(frame, "pick coke can", seed=i) for i in range(4)]
             summary = c.ping()["budget"]
@@ -467,8 +431,6 @@ def test_budget_verdict_in_replies_and_ping(tiny_policy, frame, tmp_path):
         assert summary["stages"]["total"]["p50_ms"] > 0
         timing = results[-1].client_timing
         assert timing["total_ms"] >= timing["transport_ms"] > 0 and timing["serialize_ms"] > 0
-    finally:
-        server.stop()
 
 
 def test_an_instruction_of_only_image_placeholders_is_a_bad_request(client, frame):
@@ -501,14 +463,11 @@ def test_a_prefix_without_delay_ticks_and_delay_ticks_zero_alone(client, tiny_po
 
 
 def test_a_policy_without_the_continuation_keyword_still_serves_plain_infers(tiny_policy, frame):
-    server = PolicyServer(GatedPolicy(tiny_policy, gated=False), bind="tcp://127.0.0.1:*").start()
-    try:
+    with running_server(GatedPolicy(tiny_policy, gated=False)) as server:
         with PolicyClient(server.endpoint, timeout_s=60) as c:
             result = c.infer(frame, "pick coke can", seed=1)
         direct = tiny_policy.session().predict_action(Observation(frame, "pick coke can"), seed=1)
         np.testing.assert_array_equal(result.actions, direct.actions)
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -73,12 +73,15 @@ def test_the_simulator_side_imports_neither_torch_nor_transformers(real2sim_asse
 
 @pytest.mark.sim
 @pytest.mark.slow
-@pytest.mark.parametrize("task, steps, instruction, episode", [
+@pytest.mark.parametrize("task, task_steps, instruction, episode", [
     (COKE, 80, "pick coke can", 0),
     (OPEN_DRAWER, 113, "open top drawer", 0),
 ])
-def test_a_google_episode_through_vlart_serve(real2sim_assets, tmp_path, task, steps, instruction, episode):
-    result = run_eval(EvalConfig(suite=task, model=str(TINY), episodes=1, out=tmp_path), progress=False)
+def test_a_google_episode_through_vlart_serve(real2sim_assets, tmp_path, task, task_steps, instruction, episode):
+    assert plan_eval(EvalConfig(suite=task, model=str(TINY), episodes=1)).jobs[0].max_steps == task_steps
+    steps = 6  # the episode's first steps: every step takes the same path
+    result = run_eval(EvalConfig(suite=task, model=str(TINY), episodes=1, max_steps=steps, out=tmp_path),
+                      progress=False)
     record = result["episodes"][0]
     assert record["failure"] is None and record["episode_id"] == episode
     assert record["steps"] == steps and record["instruction"] == instruction

@@ -9,16 +9,13 @@ from policies.config import load_config
 from tests.conftest import TINY
 
 
-def test_predict_shapes_dtypes_and_ranges(tiny_policy, frame):
+def test_predict_shapes_dtypes_and_timings(tiny_policy, frame):
+    # The ranges (clipped to [-1, 1], the gripper binarised, q01..q99) are unnormalize's: test_normalization.py.
     tiny_policy.reset()
     out = tiny_policy.predict_action(Observation(frame, "put the carrot on the plate"), seed=0)
     assert out.actions.shape == (16, 7) and out.actions.dtype == np.float32
     assert out.normalized_actions.shape == (16, 7) and out.normalized_actions.dtype == np.float32
     assert out.action.shape == (7,) and out.action.dtype == np.float32
-    assert np.all(np.abs(out.normalized_actions) <= 1.0)
-    assert set(np.unique(out.actions[:, 6])) <= {0.0, 1.0}
-    stats = tiny_policy.statistics
-    assert np.all(out.actions[:, :6] >= stats.q01[:6] - 1e-6) and np.all(out.actions[:, :6] <= stats.q99[:6] + 1e-6)
     # First step of an episode: the ensemble has one chunk, so it returns that chunk's first row.
     np.testing.assert_array_equal(out.action, out.actions[0])
     assert set(out.timings_ms) == {"preprocess", "vision", "projector", "llm", "action_head", "postprocess", "total"}

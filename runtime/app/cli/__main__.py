@@ -1,5 +1,5 @@
-"""``python -m runtime.app.cli``: the ``vlart`` command without the console script (the eval runner starts its server
-this way)."""
+"""``python -m runtime.app.cli``: the ``vlart`` command without the console script (the benchmarks start it this
+way, with the interpreter they run in)."""
 
 import sys
 

@@ -39,7 +39,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         suite=args.suite, model=args.model, via=args.via, connect=args.connect, episodes=args.episodes,
         max_steps=args.max_steps, workers=args.workers, out=out, seed=args.seed, overrides=args.set or [],
         unnorm_key=args.unnorm_key, budget=args.budget, step_timeout_s=args.step_timeout,
-        episode_timeout_s=args.episode_timeout, video=not args.no_video, inject_fault=args.inject_fault,
+        episode_timeout_s=args.episode_timeout, video=not args.no_video,
         preset=args.preset, plan=args.plan, grid=args.grid, timing=timing, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
     )
@@ -128,8 +128,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--step-timeout", type=float, default=120.0, help="seconds to wait for one action")
     evaluate.add_argument("--episode-timeout", type=float, default=None, help="episode watchdog (seconds)")
     evaluate.add_argument("--no-video", action="store_true", help="do not write mp4 videos")
-    evaluate.add_argument("--inject-fault", default=None, metavar="crash|hang:EPISODE:STEP",
-                          help="make that episode fail at that step (to check failure handling)")
     evaluate.set_defaults(func=cmd_eval)
 
     profile = commands.add_parser(

@@ -4,14 +4,16 @@ process and the thin client, and in-process (slow)."""
 import json
 import queue
 import subprocess
+from functools import partial
 
 import numpy as np
 import pytest
 
-from runtime.app.evaluation import DEFAULT_HELDOUT_EPISODES, EvalConfig, EpisodeJob, plan_eval, worker_main
 from envs.sim_env import StepResult
 from policies.api.interface import Observation, PolicyOutput
+from runtime.app.evaluation import DEFAULT_HELDOUT_EPISODES, EpisodeJob, EvalConfig, plan_eval, run_eval, worker_main
 from tests.conftest import REPO, TINY
+from tests.faults import Fault, faulty_worker_main
 
 CARROT = "simpler/widowx_carrot_on_plate"
 
@@ -140,13 +142,10 @@ def test_eval_two_episodes_via_zmq_writes_results_and_videos(simpler_assets, tmp
 @pytest.mark.sim
 @pytest.mark.slow
 def test_failing_env_step_is_a_failed_episode_and_the_run_continues(simpler_assets, tmp_path):
-    from runtime.app.cli import main
-
     out = tmp_path / "run"
-    code = main(["eval", "--suite", "simpler/widowx_spoon_on_towel", "--model", str(TINY), "--via", "inproc",
-                 "--episodes", "3", "--max-steps", "4", "--inject-fault", "crash:1:2", "--no-video",
-                 "--out", str(out)])
-    assert code == 0
+    config = EvalConfig(suite="simpler/widowx_spoon_on_towel", model=str(TINY), via="inproc", episodes=3, max_steps=4,
+                        video=False, out=out)
+    run_eval(config, progress=False, worker=partial(faulty_worker_main, Fault("crash", episode=1, step=2)))
     result = json.loads((out / "results.json").read_text())
     by_id = {e["episode_id"]: e for e in result["episodes"]}
     assert by_id[1]["failure"] == "RuntimeError: injected env.step failure at step 2"
@@ -159,15 +158,12 @@ def test_failing_env_step_is_a_failed_episode_and_the_run_continues(simpler_asse
 @pytest.mark.sim
 @pytest.mark.slow
 def test_hung_episode_is_stopped_by_the_watchdog(simpler_assets, tmp_path):
-    from runtime.app.cli import main
-
     # The watchdog starts once the simulator is built: the healthy episode (3 steps of the tiny model, about a
     # second alone on 2 cores) has 8 s even with both cores busy.
     out = tmp_path / "run"
-    code = main(["eval", "--suite", "simpler/widowx_stack_cube", "--model", str(TINY), "--via", "inproc",
-                 "--episodes", "2", "--max-steps", "3", "--inject-fault", "hang:0:1", "--episode-timeout", "8",
-                 "--no-video", "--out", str(out)])
-    assert code == 0
+    config = EvalConfig(suite="simpler/widowx_stack_cube", model=str(TINY), via="inproc", episodes=2, max_steps=3,
+                        episode_timeout_s=8, video=False, out=out)
+    run_eval(config, progress=False, worker=partial(faulty_worker_main, Fault("hang", episode=0, step=1)))
     by_id = {e["episode_id"]: e for e in json.loads((out / "results.json").read_text())["episodes"]}
     assert by_id[0]["failure"] == "timeout: no result after 8 s (episode watchdog)"
     assert by_id[1]["failure"] is None and by_id[1]["steps"] == 3

@@ -36,9 +36,10 @@ def test_cogact_base_presets_against_the_paper(capsys):
 
 
 @pytest.mark.parametrize("preset", ["baseline", "efficientvla"])
-def test_counter_matches_torch_flop_counter(tiny_policy, frame, preset):
+def test_counter_matches_torch_flop_counter(tiny_policy, frame, preset, monkeypatch):
     from runtime.app.policy_loader import load_policy_with_preset
 
+    monkeypatch.delenv("MS_ASSET_DIR", raising=False)  # calibrated on the sample frame (SIMPLER's: test_calibrate_...)
     policy = tiny_policy if preset == "baseline" else load_policy_with_preset(
         str(TINY), preset, overrides=["llm.num_layers=8"], calibration_frames=2)
     text = "put carrot on plate"
@@ -57,7 +58,8 @@ def test_flops_table(capsys):
 
 @pytest.mark.parametrize("preset", ["baseline", "tokens-only", "cache-only", "layers-mlp", "efficientvla",
                                     "efficientvla-l28-t112", "fastv"])
-def test_every_preset_runs_through_vlart_predict(capsys, preset):
+def test_every_preset_runs_through_vlart_predict(capsys, monkeypatch, preset):
+    monkeypatch.delenv("MS_ASSET_DIR", raising=False)  # calibrated on the sample frame (SIMPLER's: test_calibrate_...)
     code = main(["predict", "--model", str(TINY), "--image", str(SAMPLE_IMAGE), "--instruction", "put carrot on plate",
                  "--preset", preset, "--json"])
     assert code == 0
@@ -65,12 +67,16 @@ def test_every_preset_runs_through_vlart_predict(capsys, preset):
     assert result["preset"] == preset and np.isfinite(np.array(result["actions"])).all()
 
 
-def test_calibrate_writes_a_plan_usable_by_presets(tmp_path, capsys):
+@pytest.mark.sim
+def test_calibrate_writes_a_plan_usable_by_presets(simpler_assets, tmp_path, capsys):
+    """Calibration on SIMPLER frames (a held-out first frame per reset, then frames of the policy's own rollout), the
+    one test that renders them: every other preset test calibrates on the sample frame."""
     plan = tmp_path / "plan.json"
-    assert main(["calibrate", "--model", str(TINY), "--set", "llm.num_layers=8", "--frames", "3",
-                 "--out", str(plan)]) == 0
+    assert main(["calibrate", "--model", str(TINY), "--set", "llm.num_layers=8", "--frames", "4",
+                 "--tasks", "simpler/widowx_spoon_on_towel", "--out", str(plan)]) == 0
+    assert "on 4 observations from SIMPLER held-out first frames and policy rollout frames" in capsys.readouterr().out
     data = json.loads(plan.read_text())
-    assert len(data["layer_importance"]) == 8 and data["samples"] == 3
+    assert len(data["layer_importance"]) == 8 and data["samples"] == 4
     assert set(data["layers_to_drop"]) == {str(k) for k in range(1, 8)} and len(data["layers_to_drop"]["6"]) == 2
     code = main(["predict", "--model", str(TINY), "--set", "llm.num_layers=8", "--image", str(SAMPLE_IMAGE),
                  "--instruction", "pick coke can", "--preset", "efficientvla", "--plan", str(plan), "--json"])

@@ -18,6 +18,7 @@ from envs.results import EpisodeRecord
 from runtime.app.sweep_config import SweepConfigError, load_sweep, parse_sweep
 from runtime.app.sweep_store import EpisodeStore
 from tests.conftest import REPO
+from tests.faults import Fault, faulty_episode_actor
 
 SMOKE = REPO / "configs" / "sweeps" / "smoke.yaml"
 SPOON = "simpler/widowx_spoon_on_towel"
@@ -140,12 +141,19 @@ def test_report_of_a_folder_without_sweep_results_says_so(tmp_path, capsys):
     assert "no sweep results at" in capsys.readouterr().err
 
 
-def _vlart(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runtime.app.cli", *args]
-
-
 def _env() -> dict:
     return dict(os.environ, PYTHONPATH=str(REPO))
+
+
+SWEEP_WITH_A_CRASH = """
+import sys
+from pathlib import Path
+from runtime.app.sweep import run_sweep
+from runtime.app.sweep_config import load_sweep
+from tests.faults import Fault, faulty_episode_actor
+crash = faulty_episode_actor(Fault("crash", episode=1, step=2))
+run_sweep(load_sweep(sys.argv[1]), Path(sys.argv[2]), progress=False, episode_actor=crash)
+"""
 
 
 @pytest.mark.sim
@@ -198,7 +206,8 @@ def test_smoke_sweep_on_local_ray_matches_vlart_eval_and_resumes_with_nothing_to
 @pytest.mark.slow
 def test_a_killed_sweep_resumes_without_rerunning_finished_episodes(simpler_assets, tmp_path):
     """Killed (SIGKILL) once an episode is on disk; the same command finishes the rest, and the crashing episode is
-    tried twice in all, its failure recorded with the reason."""
+    tried twice in all, its failure recorded with the reason. The sweep runs as ``vlart sweep`` does (``run_sweep`` in
+    a process of its own) with a fault in episode 1."""
     sweep = tmp_path / "kill.yaml"
     sweep.write_text(f"""name: kill
 suite: {SPOON}
@@ -206,13 +215,13 @@ model: cogact-tiny
 episodes: 3
 max_steps: 5
 video: false
-inject_fault: crash:1:2
 parallel: 1
 resources: {{server: {{num_cpus: 0}}, episode: {{num_cpus: 1}}}}
 """)
     out = tmp_path / "sweep"
     lines = out / "episodes.jsonl"
-    process = subprocess.Popen(_vlart("sweep", str(sweep), "--out", str(out)), env=_env(), cwd=REPO,
+    command = [sys.executable, "-c", SWEEP_WITH_A_CRASH, str(sweep), str(out)]
+    process = subprocess.Popen(command, env=_env(), cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -225,7 +234,7 @@ resources: {{server: {{num_cpus: 0}}, episode: {{num_cpus: 1}}}}
         process.wait(60)
     first = [json.loads(line) for line in lines.read_text().splitlines()]
     assert len(first) < 4  # killed part way: 3 episodes take 4 runs in all
-    finished = subprocess.run(_vlart("sweep", str(sweep), "--out", str(out)), env=_env(), cwd=REPO,
+    finished = subprocess.run(command, env=_env(), cwd=REPO,
                               capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
     runs = [json.loads(line) for line in lines.read_text().splitlines()]
@@ -251,13 +260,13 @@ via: inproc
 episodes: 2
 max_steps: 3
 video: false
-inject_fault: hang:0:1
 episode_timeout: 8
 parallel: 1
 """)
     # The watchdog starts once the simulator is built: the healthy episode (3 steps of the tiny model, about a second
     # alone) has 8 s even with both cores busy.
-    result = run_sweep(config, tmp_path / "sweep", progress=False)
+    result = run_sweep(config, tmp_path / "sweep", progress=False,
+                       episode_actor=faulty_episode_actor(Fault("hang", episode=0, step=1)))
     by_id = {e["episode_id"]: e for e in result["episodes"]}
     assert by_id[0]["failure"] == "timeout: no result after 8 s (episode watchdog)" and by_id[0]["attempt"] == 2
     assert by_id[1]["failure"] is None and by_id[1]["steps"] == 3
