@@ -178,6 +178,10 @@ def run_eval(config: EvalConfig, progress: bool = True, worker: Callable[..., No
 
     plan = plan_eval(config)
     config, jobs, backend = plan.config, plan.jobs, plan.backend
+    if backend == "maniskill3" and any(spec.simpler for spec in plan.tasks):
+        from envs.rendering import check_simpler_assets
+
+        check_simpler_assets()  # once, before anything starts, not once per episode in every worker
     config.out.mkdir(parents=True, exist_ok=True)
     server = None
     endpoint = None

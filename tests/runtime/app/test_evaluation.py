@@ -88,6 +88,13 @@ def test_a_video_that_cannot_be_written_does_not_change_the_outcome(monkeypatch,
     assert record.video is None and record.video_error.startswith(("FileExistsError", "NotADirectoryError"))
 
 
+def test_missing_simpler_assets_stop_the_run_before_it_starts(monkeypatch, tmp_path):
+    monkeypatch.delenv("MS_ASSET_DIR", raising=False)
+    with pytest.raises(RuntimeError, match=r"MS_ASSET_DIR is not set: .*export MS_ASSET_DIR="):
+        run_eval(EvalConfig(suite=CARROT, model=str(TINY), out=tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()  # no server started, no episode run
+
+
 def test_heldout_grid_plans_its_own_episodes():
     jobs = plan_eval(EvalConfig(suite=CARROT, model=str(TINY), grid="heldout")).jobs
     assert len(jobs) == DEFAULT_HELDOUT_EPISODES and [j.episode_id for j in jobs[:3]] == [0, 1, 2]
