@@ -50,7 +50,7 @@ from benchmarks.carrot_twin_compare import MASK_THRESHOLD, compare, print_table,
 from benchmarks.carrot_twin_simplerenv import CAMERA, CARROT, PLATE
 from benchmarks.evidence import REPO, RESULTS, RUNS, write_stamped
 
-TASK = "simpler/widowx_carrot_on_plate"
+TASK = "ms3_twin/widowx_carrot_on_plate"
 EE_LINK = "ee_gripper_link"
 OVERLAY = "real_inpainting/bridge_real_eval_1.png"  # under the SimplerEnv data folder (identical file in both packs)
 DEFAULT_EPISODES = (0, 5, 11, 17, 23)

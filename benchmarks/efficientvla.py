@@ -36,7 +36,7 @@ def evaluation_observations(count: int) -> tuple[list, str]:
     from envs.sim_env import SimTask
 
     observations = []
-    names = list(SUITES["simpler_widowx"])
+    names = list(SUITES["ms3_twin_bridge"])
     for i in range(count):
         task = SimTask(TASKS[names[i % len(names)]])
         try:

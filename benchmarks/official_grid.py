@@ -1,7 +1,7 @@
 """A shipped policy on SIMPLER's official grids, as the README's main job runs it: the evidence of its results table.
 
     MS_ASSET_DIR=... .venv/bin/python -m benchmarks.official_grid --model checkpoints/cogact-demo-2task
-        --suite simpler/widowx_spoon_on_towel [--workers 2] [--out docs/results/official_cogact-demo-2task_spoon.json]
+        --suite ms3_twin/widowx_spoon_on_towel [--workers 2] [--out docs/results/official_cogact-demo-2task_spoon.json]
         [--frame docs/results/main_job_frame.png] [--figure docs/results/main_job.png --profile PROFILE.json]
 
 Runs ``vlart eval --via zmq`` (the server in its own process, the simulators through the thin client) on the official

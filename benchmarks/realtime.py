@@ -1,7 +1,7 @@
 """What inference latency costs on a robot, and what each chunk-execution strategy and EfficientVLA buy back.
 
     MS_ASSET_DIR=... .venv/bin/python -m benchmarks.realtime [--model checkpoints/cogact-demo]
-        [--tasks simpler/widowx_spoon_on_towel simpler/widowx_carrot_on_plate] [--delays 2 1 4 0]
+        [--tasks ms3_twin/widowx_spoon_on_towel ms3_twin/widowx_carrot_on_plate] [--delays 2 1 4 0]
         [--strategies hold ensemble blend rtc rtc-hard rtc-x0] [--accel hold rtc-hard] [--wallclock hold ensemble]
         [--workers 2] [--grid official|heldout] [--out docs/results/realtime] [--runs runs/benchmarks/realtime]
         [--report-only]
@@ -41,7 +41,7 @@ import numpy as np
 
 from benchmarks.evidence import REPO, RESULTS, RUNS, repo_relative, write_stamped
 
-TASKS = ["simpler/widowx_spoon_on_towel", "simpler/widowx_carrot_on_plate"]
+TASKS = ["ms3_twin/widowx_spoon_on_towel", "ms3_twin/widowx_carrot_on_plate"]
 STRATEGIES = ["hold", "ensemble", "blend", "rtc"]
 # Each execution compared: the strategies, and rtc with RTC's hard mask (only the d frozen rows guide the new chunk)
 # or with the other continuation method (guidance through the predicted x0).

@@ -161,7 +161,7 @@ def evaluation(episodes: int, worker_counts: list[int], waits_ms: list[float]) -
         modes = [("off", 1, 0.0)] + [(f"on, wait {wait:g} ms", workers, wait) for wait in waits_ms]
         for mode, max_batch, wait in modes:
             out = RUNS / "serving_scale" / f"eval-w{workers}-b{max_batch}-w{wait:g}"
-            command = [sys.executable, "-m", "runtime.app.cli", "eval", "--suite", "simpler/widowx_spoon_on_towel",
+            command = [sys.executable, "-m", "runtime.app.cli", "eval", "--suite", "ms3_twin/widowx_spoon_on_towel",
                        "--model", EVAL_MODEL, "--episodes", str(episodes),
                        "--workers", str(workers), "--max-batch", str(max_batch), "--batch-wait-ms", str(wait),
                        "--no-video", "--out", str(out)]

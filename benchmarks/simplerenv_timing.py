@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.simplerenv_timing [--tasks ...] [--resets 3] [--steps 10]
 
-For each task (default: the five of ``simpler_google_vm``), one process of the SimplerEnv interpreter
+For each task (default: the five of ``simplerenv_google_vm``), one process of the SimplerEnv interpreter
 (``.venv-real2sim``) builds the environment for the grid's episode 0 (the first reset: ``gym.make`` plus the reset),
 resets it ``--resets`` more times on episodes that share that build, and steps it ``--steps`` times with the hold
 action (no motion, gripper open). Medians, with the load average before and after (the machine's other work slows
@@ -62,7 +62,7 @@ def main() -> None:
     from envs.registry import SUITES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=list(SUITES["simpler_google_vm"]))
+    parser.add_argument("--tasks", nargs="+", default=list(SUITES["simplerenv_google_vm"]))
     parser.add_argument("--resets", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--side", choices=["parent", "simplerenv"], default="parent", help=argparse.SUPPRESS)

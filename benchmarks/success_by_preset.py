@@ -1,7 +1,7 @@
 """Task success of one trained policy under each EfficientVLA preset, on the same SIMPLER episodes.
 
     MS_ASSET_DIR=... .venv/bin/python -m benchmarks.success_by_preset --model CHECKPOINT_DIR
-        [--tasks simpler/widowx_carrot_on_plate simpler/widowx_spoon_on_towel] [--episodes 24]
+        [--tasks ms3_twin/widowx_carrot_on_plate ms3_twin/widowx_spoon_on_towel] [--episodes 24]
         [--presets baseline tokens-only ...] [--workers 2] [--out docs/results/success_by_preset.json]
         [--runs runs/benchmarks/success_by_preset]
 
@@ -28,7 +28,7 @@ from envs.results import SUCCESS_RULES
 from policies.presets import load_preset
 
 PRESETS = ["baseline", "tokens-only", "cache-only", "layers-mlp", "efficientvla-l28-t112", "efficientvla"]
-TASKS = ["simpler/widowx_carrot_on_plate", "simpler/widowx_spoon_on_towel"]
+TASKS = ["ms3_twin/widowx_carrot_on_plate", "ms3_twin/widowx_spoon_on_towel"]
 
 
 def vlart(*args: str) -> None:

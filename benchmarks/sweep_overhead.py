@@ -28,7 +28,7 @@ from typing import Any
 
 from benchmarks.evidence import REPO, RESULTS, RUNS, write_stamped
 
-TASK = "simpler/widowx_spoon_on_towel"
+TASK = "ms3_twin/widowx_spoon_on_towel"
 
 
 def vlart(*args: str) -> list[str]:

@@ -133,3 +133,7 @@ class GoogleRobotAdapter:
             self.repeat = 0
             self.sticky_value = 0.0
         return relative
+
+
+ADAPTERS = {"widowx_bridge": WidowXBridgeAdapter, "google_robot": GoogleRobotAdapter,
+            "ee_delta_normalized": NormalizedEEDeltaAdapter}

@@ -122,8 +122,9 @@ def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, s
     ``action_noise``: standard deviation (metres) of the Gaussian noise added to each executed translation."""
     from tqdm import tqdm
 
-    if task_name not in TASKS or not TASKS[task_name].simpler:
-        raise ValueError(f"--task: expected a SIMPLER task ({', '.join(n for n in TASKS if TASKS[n].simpler)})")
+    twins = [name for name, spec in TASKS.items() if spec.simpler and spec.backend == "maniskill3"]
+    if task_name not in twins:
+        raise ValueError(f"--task: expected a SIMPLER twin task ({', '.join(twins)})")
     if not action_noise >= 0:
         raise ValueError(f"--action-noise: expected a standard deviation >= 0 in metres, got {action_noise}")
     meta_path = out / "meta.json"

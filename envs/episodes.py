@@ -34,13 +34,19 @@ def connect_remote(endpoint: str, timeout_s: float) -> PolicyConnection:
     return policy, policy.metadata.get("config")
 
 
+def new_record(job: EpisodeJob, config: EvalConfig) -> EpisodeRecord:
+    """An episode's record before it runs: which episode, in which simulator, on which grid, to which horizon."""
+    return EpisodeRecord(task=job.task, episode_id=job.episode_id, seed=job.seed, max_steps=job.max_steps,
+                         simulator=TASKS[job.task].simulator, grid=config.grid)
+
+
 def run_episode(task: Any, policy: Policy, job: EpisodeJob, config: EvalConfig,
                 video_dir: Optional[Path]) -> EpisodeRecord:
     """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env).
     Lockstep asks the policy for each step's (ensembled) action; the real-time modes run the control loop."""
     from envs.video import video_name, write_video
 
-    record = EpisodeRecord(task=job.task, episode_id=job.episode_id, seed=job.seed)
+    record = new_record(job, config)
     started = time.perf_counter()
     latencies: list[float] = []
     simulator: Optional[EpisodeSimulator] = None
@@ -115,7 +121,9 @@ class EpisodeWorker:
             self.tasks[job.task] = make_task(TASKS[job.task], grid=self.config.grid)
         except Exception as exc:  # the environment could not even be built
             traceback.print_exc()
-            return EpisodeRecord(job.task, job.episode_id, job.seed, failure=f"{type(exc).__name__}: {exc}")
+            record = new_record(job, self.config)
+            record.failure = f"{type(exc).__name__}: {exc}"
+            return record
         return None
 
     def run(self, job: EpisodeJob, emit: Callable[[str], None] = lambda stage: None) -> EpisodeRecord:

@@ -82,8 +82,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m envs.google_expert_episodes",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="simpler/google_pick_coke_can",
-                        choices=["simpler/google_pick_coke_can", "simpler/google_move_near"])
+    parser.add_argument("--task", default="simplerenv/google_pick_coke_can",
+                        choices=["simplerenv/google_pick_coke_can", "simplerenv/google_move_near"])
     parser.add_argument("--episodes", type=parse_range, default=None, help="START:STOP[:STRIDE] (default: all)")
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="K/N: run episodes i with i %% N == K")
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed SEED + i, as vlart eval")

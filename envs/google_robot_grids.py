@@ -12,18 +12,16 @@ image-based lighting instead of ray-traced).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
-
 import numpy as np
 
-from envs.geometry import quaternion_multiply
+from envs.real2sim_episode import Real2SimEpisode
 
+GOOGLE_ROBOT = "google_robot_static"
 URDF_VERSIONS = (None, "recolor_tabletop_visual_matching_1", "recolor_tabletop_visual_matching_2",
                  "recolor_cabinet_visual_matching_1")
 # The drawer scripts loop over the same four in another order.
 DRAWER_URDF_VERSIONS = ("recolor_cabinet_visual_matching_1", "recolor_tabletop_visual_matching_1",
-                        "recolor_tabletop_visual_matching_2", None)
+                          "recolor_tabletop_visual_matching_2", None)
 COKE_CAN_ORIENTATIONS = ("lr_switch", "upright", "laid_vertically")  # horizontal (flipped), standing, vertical
 DRAWERS = ("Top", "Middle", "Bottom")
 # Real-photo overlay -> robot base (x, y, yaw) in the drawer scripts (open_drawer_{a,b,c}{0,1,2}.png).
@@ -36,42 +34,16 @@ DRAWER_SCENE = {"station_name": "mk_station_recolor", "light_mode": "simple", "d
                 "shader_dir": "ibl"}
 
 
-@dataclass(frozen=True)
-class GoogleEpisode:
-    """One episode of a visual-matching grid: how to build the environment and how to reset it."""
-
-    env_id: str
-    scene: str
-    overlay: str  # file name under the asset pack's real_inpainting/
-    build: tuple[tuple[str, Any], ...]  # constructor keywords besides the common ones (hashable: envs are reused)
-    robot_xy: tuple[float, float]
-    robot_yaw: float
-    obj_xy: Optional[tuple[float, float]] = None
-    obj_episode: Optional[int] = None  # move near: the object-set episode id instead of a position
-
-    def robot_quat(self) -> np.ndarray:
-        """(4,) wxyz: a yaw about z composed with the scripts' centre orientation (0, 0, 0, 1), i.e. the robot faces
-        back along -x, as ``Pose(q=euler2quat(0, 0, yaw)) * Pose(q=[0, 0, 0, 1])`` gives it."""
-        yaw_quat = np.array([np.cos(self.robot_yaw / 2), 0.0, 0.0, np.sin(self.robot_yaw / 2)])
-        return quaternion_multiply(yaw_quat, np.array([0.0, 0.0, 0.0, 1.0]))
-
-    def reset_options(self) -> dict[str, Any]:
-        obj: dict[str, Any] = ({"episode_id": self.obj_episode} if self.obj_episode is not None
-                               else {"init_xy": np.array(self.obj_xy if self.obj_xy is not None else (0.0, 0.0))})
-        return {"robot_init_options": {"init_xy": np.array(self.robot_xy), "init_rot_quat": self.robot_quat()},
-                "obj_init_options": obj}
-
-
 def _linspace(low: float, high: float, count: int) -> list[float]:
     return [float(v) for v in np.linspace(low, high, count)]
 
 
-def pick_coke_can() -> list[GoogleEpisode]:
+def pick_coke_can() -> list[Real2SimEpisode]:
     """4 recolourings x 3 orientations x 5 x 5 positions = 300 (rt1_pick_coke_can_visual_matching.sh)."""
     return [
-        GoogleEpisode("GraspSingleOpenedCokeCanInScene-v0", "google_pick_coke_can_1_v4",
-                      "google_coke_can_real_eval_1.png", ((orientation, True), ("urdf_version", urdf)),
-                      (0.35, 0.20), 0.0, obj_xy=(x, y))
+        Real2SimEpisode("GraspSingleOpenedCokeCanInScene-v0", GOOGLE_ROBOT, "google_pick_coke_can_1_v4",
+                        "google_coke_can_real_eval_1.png", ((orientation, True), ("urdf_version", urdf)),
+                        (0.35, 0.20), 0.0, obj_xy=(x, y))
         for urdf in URDF_VERSIONS
         for orientation in COKE_CAN_ORIENTATIONS
         for x in _linspace(-0.35, -0.12, 5)
@@ -79,43 +51,45 @@ def pick_coke_can() -> list[GoogleEpisode]:
     ]
 
 
-def move_near() -> list[GoogleEpisode]:
+def move_near() -> list[Real2SimEpisode]:
     """4 recolourings x 60 object-set episodes = 240 (rt1_move_near_visual_matching.sh)."""
     return [
-        GoogleEpisode("MoveNearGoogleBakedTexInScene-v0", "google_pick_coke_can_1_v4",
-                      "google_move_near_real_eval_1.png", (("urdf_version", urdf),), (0.35, 0.21), -0.09,
-                      obj_episode=episode)
+        Real2SimEpisode("MoveNearGoogleBakedTexInScene-v0", GOOGLE_ROBOT, "google_pick_coke_can_1_v4",
+                        "google_move_near_real_eval_1.png", (("urdf_version", urdf),), (0.35, 0.21), -0.09,
+                        obj_episode=episode)
         for urdf in URDF_VERSIONS
         for episode in range(60)
     ]
 
 
-def _drawer(verb: str) -> list[GoogleEpisode]:
+def _drawer(verb: str) -> list[Real2SimEpisode]:
     return [
-        GoogleEpisode(f"{verb}{drawer}DrawerCustomInScene-v0", "dummy_drawer", f"open_drawer_{overlay}.png",
-                      tuple(DRAWER_SCENE.items()) + (("urdf_version", urdf),), (x, y), yaw, obj_xy=(0.0, 0.0))
+        Real2SimEpisode(f"{verb}{drawer}DrawerCustomInScene-v0", GOOGLE_ROBOT, "dummy_drawer",
+                          f"open_drawer_{overlay}.png",
+                        tuple(DRAWER_SCENE.items()) + (("urdf_version", urdf),), (x, y), yaw, obj_xy=(0.0, 0.0))
         for urdf in DRAWER_URDF_VERSIONS
         for drawer in DRAWERS
         for overlay, (x, y, yaw) in DRAWER_OVERLAYS.items()
     ]
 
 
-def open_drawer() -> list[GoogleEpisode]:
+def open_drawer() -> list[Real2SimEpisode]:
     """4 recolourings x 3 drawers x 9 overlays = 108 (rt1_drawer_visual_matching.sh, the Open* env names)."""
     return _drawer("Open")
 
 
-def close_drawer() -> list[GoogleEpisode]:
+def close_drawer() -> list[Real2SimEpisode]:
     """4 recolourings x 3 drawers x 9 overlays = 108 (rt1_drawer_visual_matching.sh, the Close* env names)."""
     return _drawer("Close")
 
 
-def place_apple_in_drawer() -> list[GoogleEpisode]:
+def place_apple_in_drawer() -> list[Real2SimEpisode]:
     """4 recolourings x 3 overlays x 3 x 3 apple positions = 108 (rt1_put_in_drawer_visual_matching.sh)."""
     return [
-        GoogleEpisode("PlaceIntoClosedTopDrawerCustomInScene-v0", "dummy_drawer", f"open_drawer_{overlay}.png",
-                      tuple(DRAWER_SCENE.items()) + (("urdf_version", urdf), ("model_ids", "baked_apple_v2")),
-                      DRAWER_OVERLAYS[overlay][:2], DRAWER_OVERLAYS[overlay][2], obj_xy=(x, y))
+        Real2SimEpisode("PlaceIntoClosedTopDrawerCustomInScene-v0", GOOGLE_ROBOT, "dummy_drawer",
+                          f"open_drawer_{overlay}.png",
+                        tuple(DRAWER_SCENE.items()) + (("urdf_version", urdf), ("model_ids", "baked_apple_v2")),
+                        DRAWER_OVERLAYS[overlay][:2], DRAWER_OVERLAYS[overlay][2], obj_xy=(x, y))
         for urdf in DRAWER_URDF_VERSIONS
         for overlay in ("a0", "b0", "c0")
         for x in _linspace(-0.08, -0.02, 3)
@@ -124,9 +98,9 @@ def place_apple_in_drawer() -> list[GoogleEpisode]:
 
 
 GOOGLE_GRIDS = {
-    "simpler/google_pick_coke_can": pick_coke_can,
-    "simpler/google_move_near": move_near,
-    "simpler/google_open_drawer": open_drawer,
-    "simpler/google_close_drawer": close_drawer,
-    "simpler/google_place_apple_in_drawer": place_apple_in_drawer,
+    "simplerenv/google_pick_coke_can": pick_coke_can,
+    "simplerenv/google_move_near": move_near,
+    "simplerenv/google_open_drawer": open_drawer,
+    "simplerenv/google_close_drawer": close_drawer,
+    "simplerenv/google_place_apple_in_drawer": place_apple_in_drawer,
 }

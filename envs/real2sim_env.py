@@ -1,14 +1,16 @@
-"""One SIMPLER Google-robot task in the original SimplerEnv (ManiSkill2_real2sim on SAPIEN 2.2.2).
+"""One SIMPLER task (Google robot or WidowX/Bridge) in the original SimplerEnv (ManiSkill2_real2sim on SAPIEN 2.2.2).
 
 Runs only in the second interpreter that ``./setup.sh`` builds (``.venv-real2sim``: numpy < 2, SAPIEN 2): it
 imports numpy, gymnasium, sapien and mani_skill2_real2sim, never torch. ``Real2SimTask`` has ``SimTask``'s interface
 (``reset(episode_id, seed)`` -> ``Observation``, ``step(policy_action)`` -> ``StepResult``, ``close()``), so the
 evaluation worker, the timed control loop and ``vlart robot`` drive it unchanged.
 
-Episode ``i`` is entry ``i`` of the task's official visual-matching grid (``envs/google_robot_grids.py``): the
-environment is built with that entry's constructor keywords (robot recolouring, can orientation, drawer, scene) as
-SimplerEnv's ``main_inference.py`` builds it, and rebuilt only when the next episode needs different ones (a new
-overlay photo alone is swapped in place). The
+Episode ``i`` is entry ``i`` of the task's official visual-matching grid (``envs/google_robot_grids.py``,
+``envs/bridge_grids.py``): the environment is built with that entry's robot, scene, overlay and constructor keywords
+(robot recolouring, can orientation, drawer) as SimplerEnv's ``main_inference.py`` builds it, and rebuilt only when the
+next episode needs different ones (a new overlay photo alone is swapped in place). SimplerEnv's evaluator builds a new
+environment for every episode; a reused one resets to the same state (its first frames and rollouts are bit-identical
+to a new one's: ``tests/envs/test_real2sim_bridge.py``, ``benchmarks.simplerenv_bridge_timing``). The
 instruction is read at every step: placing the apple in the drawer switches from "open top drawer" to "place apple
 into top drawer" at step 100, and, as CogACT's wrapper does on a new instruction, the sticky gripper starts afresh.
 """
@@ -22,16 +24,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from envs.action_adapters import GoogleRobotAdapter
-from envs.google_robot_grids import GOOGLE_GRIDS, GoogleEpisode
+from envs.action_adapters import ADAPTERS
+from envs.bridge_grids import BRIDGE_GRIDS
+from envs.google_robot_grids import GOOGLE_GRIDS
+from envs.real2sim_episode import Real2SimEpisode
 from envs.registry import TaskSpec
 from envs.rendering import check_asset_dir, configure_rendering
 from envs.sim_env import StepResult
 from policies.api.interface import Observation
 
-CONTROL_MODE = ("arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_"
-                "interpolate_by_planner")
-SIM_FREQ = 513
+GRIDS = {**GOOGLE_GRIDS, **BRIDGE_GRIDS}
 LAYER_NAME = "VK_LAYER_VLART_hide_cuda_interop"
 LAYER_MANIFEST = "VkLayer_vlart_hide_cuda_interop.json"  # envs/vulkan_layer/, built by setup.sh
 ASSET_PATHS = ("real_inpainting/google_coke_can_real_eval_1.png", "custom/info_pick_custom_baked_tex_v1.json")
@@ -66,23 +68,23 @@ def configure_real2sim_rendering() -> str:
 
 class Real2SimTask:
     def __init__(self, spec: TaskSpec, grid: str = "official") -> None:
-        if spec.name not in GOOGLE_GRIDS:
-            raise ValueError(f"{spec.name}: not a SimplerEnv (Google-robot) task")
+        if spec.name not in GRIDS:
+            raise ValueError(f"{spec.name}: not a task of the original SimplerEnv")
         if grid != "official":
             raise ValueError(f"grid: {spec.name} has only SIMPLER's official visual-matching grid, got {grid!r}")
         self.spec = spec
         self.grid = grid
-        self.episodes: list[GoogleEpisode] = GOOGLE_GRIDS[spec.name]()
+        self.episodes: list[Real2SimEpisode] = GRIDS[spec.name]()
         self.asset_dir = check_real2sim_assets()
         configure_real2sim_rendering()
         self.env: Any = None
         self.built: Optional[tuple[Any, ...]] = None  # what the current env was built for
         self.overlay: Optional[str] = None
-        self.adapter = GoogleRobotAdapter()
+        self.adapter = ADAPTERS[spec.adapter]()
         self.instruction = ""
 
-    def _build(self, episode: GoogleEpisode) -> None:
-        key = (episode.env_id, episode.scene, episode.build)
+    def _build(self, episode: Real2SimEpisode) -> None:
+        key = (episode.env_id, episode.robot, episode.scene, episode.build)
         if key == self.built:
             self._set_overlay(episode.overlay)
             return
@@ -91,8 +93,8 @@ class Real2SimTask:
         import mani_skill2_real2sim.envs  # noqa: F401  (registers the environments)
 
         self.env = gym.make(
-            episode.env_id, obs_mode="rgbd", robot="google_robot_static", sim_freq=SIM_FREQ,
-            control_mode=CONTROL_MODE, control_freq=int(self.spec.control_rate_hz),
+            episode.env_id, obs_mode="rgbd", robot=episode.robot, sim_freq=self.spec.sim_rate_hz,
+            control_mode=self.spec.control_mode, control_freq=int(self.spec.control_rate_hz),
             max_episode_steps=self.spec.max_steps, scene_name=episode.scene, camera_cfgs={"add_segmentation": True},
             rgb_overlay_path=str(self.asset_dir / "real_inpainting" / episode.overlay),
             rgb_overlay_cameras=[self.spec.camera], **dict(episode.build),
@@ -139,7 +141,10 @@ class Real2SimTask:
         env_action = self.adapter(policy_action)
         obs, _, _, _, info = self.env.step(env_action.astype(np.float64))
         self._read_instruction()
-        return StepResult(self._observation(obs), bool(info["success"]), env_action)
+        # SIMPLER's partial success as its Bridge scripts count it: the source object grasped at any step so far
+        grasped = info.get("episode_stats", {}).get("is_src_obj_grasped")
+        return StepResult(self._observation(obs), bool(info["success"]), env_action,
+                          None if grasped is None else bool(grasped))
 
     def close(self) -> None:
         if self.env is not None:

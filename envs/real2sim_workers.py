@@ -1,6 +1,6 @@
-"""Evaluation workers in the SimplerEnv interpreter, for the Google-robot tasks.
+"""Evaluation workers in the SimplerEnv interpreter, for the simplerenv/ tasks (Google robot and WidowX).
 
-SIMPLER's Google-robot tasks need SAPIEN 2.2.2 and numpy < 2, which cannot share an environment with vlart's
+SIMPLER's original tasks need SAPIEN 2.2.2 and numpy < 2, which cannot share an environment with vlart's
 ManiSkill3; ``./setup.sh`` builds a second one (``.venv-real2sim``). ``vlart eval`` starts such a worker as a child
 process of that interpreter (``python -m envs.real2sim_worker_main``) with this checkout on its path, so both sides
 run the same code; the worker reaches the policy server through the thin ZeroMQ client, like a robot.
@@ -41,7 +41,7 @@ def real2sim_python() -> Path:
     path = Path(os.environ.get(PYTHON_ENV) or DEFAULT_PYTHON)
     if not path.exists():
         raise RuntimeError(
-            f"SIMPLER's Google-robot tasks run in the original SimplerEnv's own environment, and {path} does not "
+            f"the simplerenv/ tasks (SIMPLER as published) run in the original SimplerEnv's own environment, and {path} does not "
             f"exist: run ./setup.sh (it builds .venv-real2sim), or set {PYTHON_ENV} to a Python that has "
             "sapien==2.2.2, numpy<2, mani_skill2_real2sim and vlart's base install"
         )
@@ -91,7 +91,7 @@ class Real2SimWorkerProcess:
 
     def __init__(self, worker_id: int, config: EvalConfig, endpoint: Optional[str], jobs: Any, results: Any) -> None:
         if not endpoint:
-            raise ValueError("--via: the Google-robot tasks run in the SimplerEnv interpreter, which has no torch; "
+            raise ValueError("--via: the simplerenv/ tasks run in the SimplerEnv interpreter, which has no torch; "
                              "they reach the policy through a server (--via zmq)")
         self.worker_id = worker_id
         self.jobs = jobs

@@ -26,8 +26,13 @@ class EpisodeRecord:
     instruction: str = ""
     success_final: bool = False
     success_any: bool = False
-    grasped: Optional[bool] = None  # SIMPLER's partial success (source object held 5+ consecutive steps); None: n/a
+    # SIMPLER's partial success, as each simulator counts it: the source object grasped at any step (the original
+    # SimplerEnv), held for 5+ consecutive steps (ManiSkill3's twins); None: the task has no such measure
+    grasped: Optional[bool] = None
     steps: int = 0
+    max_steps: int = 0  # the horizon the episode ran to (SIMPLER counts success at its last step)
+    simulator: str = ""  # TaskSpec.simulator: the original SimplerEnv or ManiSkill3's twin
+    grid: str = "official"  # the official episode grid, or held-out placements
     wall_time_s: float = 0.0
     failure: Optional[str] = None  # why the episode could not run to its end (crash, timeout); None if it did
     policy_latency_ms: dict[str, float] = field(default_factory=dict)
@@ -70,7 +75,10 @@ def aggregate(records: list[EpisodeRecord]) -> dict[str, dict[str, Any]]:
     tasks: dict[str, dict[str, Any]] = {}
     for task in dict.fromkeys(r.task for r in records):
         rows = [r for r in records if r.task == task]
-        entry: dict[str, Any] = {"episodes": len(rows), "failed_runs": sum(r.failure is not None for r in rows)}
+        horizons = sorted({r.max_steps for r in rows})
+        entry: dict[str, Any] = {"episodes": len(rows), "failed_runs": sum(r.failure is not None for r in rows),
+                                 "simulator": rows[0].simulator, "grid": rows[0].grid,
+                                 "max_steps": horizons[0] if len(horizons) == 1 else horizons}
         for rule in SUCCESS_RULES:
             entry[rule] = _rate(sum(getattr(r, rule) for r in rows), len(rows))
         if any(r.grasped is not None for r in rows):
@@ -96,12 +104,14 @@ def _rate_cell(rate: Optional[dict[str, Any]]) -> str:
 
 
 def summary_table(result: dict[str, Any]) -> str:
-    lines = [f"{'task':<36}{'episodes':>9}{'success (final)':>24}{'success (any step)':>24}{'grasped':>24}"
-             f"{'failed runs':>13}"]
+    lines = [f"{'task':<42}{'episodes':>9}{'steps':>6}{'success (final)':>24}{'success (any step)':>24}"
+             f"{'grasped':>24}{'failed runs':>13}"]
     for task, entry in result["tasks"].items():
         cells = [_rate_cell(entry.get(rule)) for rule in (*SUCCESS_RULES, "grasped")]
-        lines.append(f"{task:<36}{entry['episodes']:>9}{cells[0]:>24}{cells[1]:>24}{cells[2]:>24}"
-                     f"{entry['failed_runs']:>13}")
-    lines.append("success (final) is SIMPLER's official rule; grasped is its partial success (the source object held "
-                 "5+ consecutive steps); brackets hold the 95% Wilson interval")
+        lines.append(f"{task:<42}{entry['episodes']:>9}{str(entry.get('max_steps', '')):>6}{cells[0]:>24}"
+                     f"{cells[1]:>24}{cells[2]:>24}{entry['failed_runs']:>13}")
+    lines.append("success (final) is SIMPLER's official rule (after the last of 'steps' steps); grasped is its partial "
+                 "success; brackets hold the 95% Wilson interval")
+    lines.append("simplerenv/ tasks run in the original SimplerEnv (comparable with published SIMPLER numbers); "
+                 "ms3_twin/ tasks in ManiSkill3's twins (not comparable)")
     return "\n".join(lines)

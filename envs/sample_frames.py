@@ -13,7 +13,7 @@ import numpy as np
 
 from runtime.core.resources import config_file
 
-FIRST_FRAME_TASK = "simpler/widowx_carrot_on_plate"
+FIRST_FRAME_TASK = "ms3_twin/widowx_carrot_on_plate"
 
 
 def simpler_available() -> bool:

@@ -1,7 +1,7 @@
-"""A privileged scripted expert for the SIMPLER WidowX/Bridge tasks.
+"""A privileged scripted expert for the SIMPLER WidowX/Bridge tasks, in ManiSkill3's twins and the original SimplerEnv.
 
-It reads the true object poses and sizes from the simulator and moves the arm controller's target in steps of at
-most ``max_step`` metres: above the source object, down to it, close the gripper, lift, over the target, down, open.
+It reads the true object poses and sizes from the simulator (through a ``BridgeScene``: one per simulator, since their
+objects and controllers differ) and moves the arm controller's target in steps of at most ``max_step`` metres: above the source object, down to it, close the gripper, lift, over the target, down, open.
 Its actions are in the policy's own convention ([dx, dy, dz] in the robot base frame, [droll, dpitch, dyaw], gripper
 1 = open / 0 = close) and go through the same adapter as the policy's during evaluation, so demonstrations and
 evaluation share one code path.
@@ -19,6 +19,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from envs.action_adapters import euler_to_axis_angle
+from envs.bridge_scenes import SCENES, BridgeScene
 from envs.geometry import quaternion_to_matrix
 
 APPROACH_HEIGHT = 0.08
@@ -39,30 +41,28 @@ class ScriptedExpert:
         self.grasp_height = grasp_height
         self.phase = 0
         self.phase_steps = 0
-        self.env: Any = None
+        self.scene: Optional[BridgeScene] = None
         self.grasp_yaw = 0.0
         self.applied_yaw = 0.0
         self.regrasps = 0
         self.reopening = False
 
     def reset(self, task: Any) -> None:
-        self.env = task.env.unwrapped
+        self.scene = SCENES[task.spec.backend](task.env.unwrapped)
         self.applied_yaw = 0.0
         self.regrasps = 0
         self.reopening = False
-        target = self.env.objs[self.env.target_obj_name]
-        self.target_position = target.pose.p[0].cpu().numpy().astype(np.float64)
+        self.target_position = self.scene.target_position()
         self._plan()
 
     def _plan(self) -> None:
         """Waypoints from the source object's current pose (at reset, and again after a missed grasp)."""
+        assert self.scene is not None
         self.phase = 0
         self.phase_steps = 0
-        source = self.env.objs[self.env.source_obj_name]
-        self.grasp_yaw = self._long_axis_yaw(source)
-        self.source_start = source.pose.p[0].cpu().numpy().astype(np.float64)
-        source_height = float(abs(self.env.episode_source_obj_bbox_world[2]))
-        target_height = float(abs(self.env.episode_target_obj_bbox_world[2]))
+        self.source_start, source_rotation = self.scene.source_pose()
+        self.grasp_yaw = self._long_axis_yaw(source_rotation)
+        source_height, target_height = self.scene.heights()
         release_z = self.target_position[2] + (source_height + target_height) / 2 + RELEASE_CLEARANCE
         grasp = self.source_start + [0, 0, self.grasp_height]
         release = np.array([*self.target_position[:2], release_z])
@@ -78,28 +78,20 @@ class ScriptedExpert:
             ("done", None, 1.0),
         ]
 
-    def _long_axis_yaw(self, source: Any) -> float:
+    def _long_axis_yaw(self, rotation: np.ndarray) -> float:
         """The angle in the table plane of the source object's long axis, wrapped to (-pi/2, pi/2]: the wrist turns
         by it so the fingers close across the object (the arm's resting grasp suits a long axis along world x)."""
-        size = self.env.episode_model_bbox_sizes[self.env.source_obj_name].reshape(-1)[:2].cpu().numpy()
+        assert self.scene is not None
+        size = self.scene.source_size()[:2]
         axis = np.zeros(3)
         axis[int(np.argmax(np.abs(size)))] = 1.0
-        direction = quaternion_to_matrix(source.pose.q[0].cpu().numpy().astype(np.float64)) @ axis
+        direction = rotation @ axis
         yaw = float(np.arctan2(direction[1], direction[0]))
         return (yaw + np.pi / 2) % np.pi - np.pi / 2
 
     @property
     def phase_name(self) -> str:
         return "reopen" if self.reopening else self.waypoints[self.phase][0]
-
-    def _base_frame(self) -> tuple[np.ndarray, np.ndarray]:
-        base = self.env.agent.robot.pose
-        return base.p[0].cpu().numpy().astype(np.float64), quaternion_to_matrix(base.q[0].cpu().numpy().astype(np.float64))
-
-    def _controller_target(self) -> np.ndarray:
-        """The arm controller's current target position, in the base frame (deltas accumulate on it)."""
-        arm = self.env.agent.controller.controllers["arm"]
-        return arm._target_pose.p[0].cpu().numpy().astype(np.float64)
 
     def act(self) -> np.ndarray:
         name, waypoint, gripper = self.waypoints[self.phase]
@@ -114,14 +106,14 @@ class ScriptedExpert:
             return action
         if waypoint is None:
             return action
-        base_p, base_r = self._base_frame()
-        goal = base_r.T @ (waypoint - base_p)
-        delta = goal - self._controller_target()
+        assert self.scene is not None
+        base_p, base_r = self.scene.base_frame()
+        delta = base_r.T @ (waypoint - base_p) - self.scene.controller_target()
         distance = np.linalg.norm(delta)
         if distance > self.max_step:
             delta = delta / distance * self.max_step
-        action[:3] = delta
         if name in ("close", "open"):
+            action[:3] = self.scene.translation_for(delta, np.zeros(3))
             if self.phase_steps >= (CLOSE_STEPS if name == "close" else OPEN_STEPS):
                 self._advance()
             return action
@@ -131,6 +123,7 @@ class ScriptedExpert:
             action[5] = yaw_step
             self.applied_yaw += yaw_step
             turning = abs(self.grasp_yaw - self.applied_yaw) > 1e-6
+        action[:3] = self.scene.translation_for(delta, euler_to_axis_angle(action[3:6]))
         # this step lands the target on the waypoint (a test on the next step's distance would stall under noise)
         if (distance <= self.max_step and not turning) or self.phase_steps > 25:
             if name == "lift" and not self._holding_source() and self.regrasps < MAX_REGRASPS:
@@ -142,7 +135,8 @@ class ScriptedExpert:
         return action
 
     def _holding_source(self) -> bool:
-        return bool(self.env.agent.is_grasping(self.env.objs[self.env.source_obj_name])[0])
+        assert self.scene is not None
+        return self.scene.holding_source()
 
     def _advance(self) -> None:
         self.phase = min(self.phase + 1, len(self.waypoints) - 1)
@@ -150,10 +144,13 @@ class ScriptedExpert:
 
 
 def run_expert_episode(task: Any, episode_id: int, seed: int, max_steps: Optional[int] = None,
-                       expert: Optional[ScriptedExpert] = None, action_noise: float = 0.0) -> dict[str, Any]:
+                       expert: Optional[ScriptedExpert] = None, action_noise: float = 0.0,
+                       to_the_end: bool = False) -> dict[str, Any]:
     """One expert episode: observations, actions (policy convention, as the expert chose them) and whether it
     succeeded. ``action_noise`` > 0 executes each action with N(0, action_noise^2) metres added to dx, dy, dz (drawn
-    from ``seed``): the recorded actions stay clean, the expert's next ones correct the perturbation."""
+    from ``seed``): the recorded actions stay clean, the expert's next ones correct the perturbation. The episode
+    ends once the expert is done and the task solved (demonstrations stop there), or with ``to_the_end`` after all
+    its steps, as SIMPLER scores a policy (success at the last step)."""
     expert = expert or ScriptedExpert()
     rng = np.random.default_rng(seed)
     obs = task.reset(episode_id, seed)
@@ -169,7 +166,7 @@ def run_expert_episode(task: Any, episode_id: int, seed: int, max_steps: Optiona
         successes.append(result.success)
         grasped = result.grasped
         frames.append(result.observation.image)
-        if expert.phase_name == "done" and result.success:
+        if expert.phase_name == "done" and result.success and not to_the_end:
             break
     return {"instruction": obs.instruction, "frames": frames, "actions": np.array(actions),
             "success": bool(successes and successes[-1]), "success_any": any(successes), "grasped": grasped,

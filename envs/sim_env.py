@@ -15,14 +15,11 @@ from typing import Optional
 
 import numpy as np
 
-from envs.action_adapters import GoogleRobotAdapter, NormalizedEEDeltaAdapter, WidowXBridgeAdapter
+from envs.action_adapters import ADAPTERS
 from envs.placements import GRIDS, Placement, PlacementSampler
 from envs.registry import TaskSpec
 from envs.rendering import check_simpler_assets, configure_rendering
 from policies.api.interface import Observation
-
-ADAPTERS = {"widowx_bridge": WidowXBridgeAdapter, "google_robot": GoogleRobotAdapter,
-            "ee_delta_normalized": NormalizedEEDeltaAdapter}
 
 
 @dataclass

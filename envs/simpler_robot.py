@@ -22,18 +22,23 @@ from typing import Any, Optional
 
 import numpy as np
 
-from envs.registry import TASKS
+from envs.registry import TASKS, current_name
 from policies.api.interface import Observation
 from runtime.robot.runner import RobotAdapter
 
 
 def resolve_task(task: str) -> str:
-    """``widowx_spoon_on_towel`` or ``simpler/widowx_spoon_on_towel`` (any registry name) -> the registry name."""
-    for name in (task, f"simpler/{task}"):
-        if name in TASKS:
-            return name
-    simpler = ", ".join(name.split("/", 1)[1] for name in TASKS if name.startswith("simpler/"))
-    raise ValueError(f"unknown SIMPLER task {task!r}; tasks: {simpler} (or a registry name: {', '.join(TASKS)})")
+    """A registry name (or one from before the split), or a short name that one simulator's task alone has
+    (``widowx_put_eggplant_in_basket``) -> the registry name."""
+    name = current_name(task)
+    if name in TASKS:
+        return name
+    matches = [n for n in TASKS if n.split("/", 1)[-1] == task]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"task {task!r} exists in more than one simulator: {', '.join(matches)}; name one")
+    raise ValueError(f"unknown SIMPLER task {task!r}; tasks: {', '.join(TASKS)}")
 
 
 class SimplerRobotAdapter(RobotAdapter):

@@ -25,7 +25,7 @@ def simpler_observations(count: int, policy: Optional[Any], tasks: Optional[list
     from envs.registry import SUITES, TASKS
     from envs.sim_env import SimTask
 
-    names = tasks or list(SUITES["simpler_widowx"])
+    names = tasks or list(SUITES["ms3_twin_bridge"])
     per_task = [count // len(names) + (i < count % len(names)) for i in range(len(names))]
     observations: list[Observation] = []
     for name, wanted in zip(names, per_task):

@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Optional
 from envs.episodes import PolicyConnection, connect_remote, serve_jobs
 from envs.eval_config import EpisodeJob, EvalConfig
 from envs.real2sim_workers import Real2SimWorkerProcess
-from envs.registry import TaskSpec, resolve_suite
+from envs.registry import TaskSpec, current_name, resolve_suite
 from envs.results import EpisodeRecord, summary_table, write_results
 from runtime.app.policy_service import ServerProcess, ServerSpec
 from runtime.core.budgets import budget_from_file
@@ -53,6 +53,7 @@ class EvalPlan:
 def plan_eval(config: EvalConfig) -> EvalPlan:
     """Resolve ``config.suite`` and check that the run can go ahead (one simulator, one robot's conventions, a grid
     to draw the episodes from) before anything starts."""
+    config = dataclasses.replace(config, suite=current_name(config.suite))
     tasks = tuple(resolve_suite(config.suite))
     config = _with_task_conventions(config, tasks)
     return EvalPlan(config, tasks, _suite_backend(config, tasks), tuple(_jobs(config, tasks)))
@@ -69,7 +70,8 @@ def _jobs(config: EvalConfig, tasks: tuple[TaskSpec, ...]) -> list[EpisodeJob]:
             count = config.episodes or spec.grid_size or DEFAULT_EPISODES_WITHOUT_GRID
             if spec.grid_size is not None and count > spec.grid_size:
                 raise ValueError(f"--episodes: {spec.name} has {spec.grid_size} episodes in its official grid")
-        steps = min(config.max_steps or spec.max_steps, spec.max_steps)
+        # SIMPLER's registered horizon unless asked for another (CogACT's Bridge script runs every task for 120)
+        steps = config.max_steps or spec.max_steps
         jobs.extend(EpisodeJob(spec.name, i, config.seed + i, steps) for i in range(count))
     return jobs
 
@@ -83,7 +85,7 @@ def _suite_backend(config: EvalConfig, tasks: tuple[TaskSpec, ...]) -> str:
     backend = backends.pop()
     if backend == "real2sim":
         if config.via != "zmq":
-            raise ValueError("--via: the Google-robot tasks run in the SimplerEnv interpreter, which has no policy; "
+            raise ValueError("--via: the simplerenv/ tasks run in the SimplerEnv interpreter, which has no policy; "
                              "use --via zmq (the default)")
         from envs.real2sim_workers import real2sim_python
 

@@ -2,7 +2,7 @@
 
     name: bridge-presets                  # the sweep's name (default: the file's stem)
     axes:                                 # every combination of these values is one cell
-      suite: [simpler/widowx_spoon_on_towel, simpler/widowx_carrot_on_plate]
+      suite: [ms3_twin/widowx_spoon_on_towel, ms3_twin/widowx_carrot_on_plate]
       preset: [baseline, efficientvla]
     model: checkpoints/cogact-demo        # any setting not in axes holds for every cell
     episodes: 24

@@ -11,13 +11,13 @@ from envs.registry import TASKS
 
 pytestmark = pytest.mark.sim
 
-CARROT = "simpler/widowx_carrot_on_plate"
+CARROT = "ms3_twin/widowx_carrot_on_plate"
 # Official-grid episodes the expert solves (checked: carrot 23/24, spoon 24/24, stack 24/24, eggplant 11/16).
 FIXED_EPISODES = {
     CARROT: 1,
-    "simpler/widowx_spoon_on_towel": 0,
-    "simpler/widowx_stack_cube": 5,
-    "simpler/widowx_eggplant_in_basket": 0,
+    "ms3_twin/widowx_spoon_on_towel": 0,
+    "ms3_twin/widowx_stack_cube": 5,
+    "ms3_twin/widowx_eggplant_in_basket": 0,
 }
 
 
@@ -91,10 +91,10 @@ def test_expert_retries_a_missed_grasp(simpler_assets):
 @pytest.mark.slow
 def test_demos_round_trip_and_statistics(simpler_assets, tmp_path):
     out = tmp_path / "demos"
-    summary = generate_demos("simpler/widowx_stack_cube", episodes=2, out=out, workers=1, image_size=64,
+    summary = generate_demos("ms3_twin/widowx_stack_cube", episodes=2, out=out, workers=1, image_size=64,
                              progress=False)
     assert summary["episodes"] == 2
-    files = sorted((out / "episodes" / "simpler__widowx_stack_cube").glob("*.h5"))
+    files = sorted((out / "episodes" / "ms3_twin__widowx_stack_cube").glob("*.h5"))
     assert len(files) == 2
     episode = read_episode(files[0])
     assert episode["attrs"]["instruction"] == "stack the green block on the yellow block"
@@ -110,14 +110,14 @@ def test_demos_round_trip_and_statistics(simpler_assets, tmp_path):
     assert stats["action"]["mask"] == [True] * 6 + [False] and stats["num_trajectories"] == 2
     assert stats == compute_statistics(out)["vlart_simpler_bridge"]
     # Resuming with a larger target keeps the two and adds one.
-    generate_demos("simpler/widowx_stack_cube", episodes=3, out=out, workers=1, image_size=64, progress=False)
-    assert len(list((out / "episodes" / "simpler__widowx_stack_cube").glob("*.h5"))) == 3
+    generate_demos("ms3_twin/widowx_stack_cube", episodes=3, out=out, workers=1, image_size=64, progress=False)
+    assert len(list((out / "episodes" / "ms3_twin__widowx_stack_cube").glob("*.h5"))) == 3
     log = [json.loads(line) for line in (out / "attempts.jsonl").read_text().splitlines()]
     assert [r["attempt"] for r in log][:2] == [0, 1]
 
 
 def test_demos_refuse_a_noise_level_the_folder_was_not_made_with(tmp_path):
-    task = "simpler/widowx_carrot_on_plate"
+    task = "ms3_twin/widowx_carrot_on_plate"
     (tmp_path / "meta.json").write_text(json.dumps({"layout_version": 1, "tasks": {task: {"action_noise": 0.0}}}))
     with pytest.raises(ValueError, match="--action-noise: .* made with 0.0"):
         generate_demos(task, episodes=1, out=tmp_path, action_noise=0.015, progress=False)

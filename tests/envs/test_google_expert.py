@@ -286,7 +286,7 @@ def test_the_expert_picks_the_coke_can_in_simplerenv(real2sim_assets):
 
     code = ("import json; from envs.registry import TASKS; from envs.real2sim_env import Real2SimTask; "
             "from envs.google_expert_episodes import run_expert_episode; "
-            "task = Real2SimTask(TASKS['simpler/google_pick_coke_can']); "
+            "task = Real2SimTask(TASKS['simplerenv/google_pick_coke_can']); "
             "print('RESULT', json.dumps(run_expert_episode(task, 12, 12))); task.close()")
     env = dict(os.environ, PYTHONPATH=str(REPO), MS2_REAL2SIM_ASSET_DIR=str(real2sim_assets))
     result = subprocess.run([str(real2sim_python()), "-c", code], check=False, capture_output=True, text=True, cwd=REPO,

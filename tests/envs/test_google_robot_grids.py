@@ -11,8 +11,8 @@ from envs.registry import SUITES, TASKS
 
 
 @pytest.mark.parametrize("task, count", [
-    ("simpler/google_pick_coke_can", 300), ("simpler/google_move_near", 240), ("simpler/google_open_drawer", 108),
-    ("simpler/google_close_drawer", 108), ("simpler/google_place_apple_in_drawer", 108),
+    ("simplerenv/google_pick_coke_can", 300), ("simplerenv/google_move_near", 240), ("simplerenv/google_open_drawer", 108),
+    ("simplerenv/google_close_drawer", 108), ("simplerenv/google_place_apple_in_drawer", 108),
 ])
 def test_grid_sizes_match_the_scripts_and_the_registry(task: str, count: int) -> None:
     episodes = GOOGLE_GRIDS[task]()
@@ -21,7 +21,7 @@ def test_grid_sizes_match_the_scripts_and_the_registry(task: str, count: int) ->
 
 
 def test_the_suite_holds_the_five_tasks_at_three_hertz() -> None:
-    assert SUITES["simpler_google_vm"] == tuple(GOOGLE_GRIDS)
+    assert SUITES["simplerenv_google_vm"] == tuple(GOOGLE_GRIDS)
     assert {TASKS[name].max_steps for name in GOOGLE_GRIDS} == {80, 113, 200}
     assert all(TASKS[name].control_rate_hz == 3.0 and TASKS[name].backend == "real2sim" for name in GOOGLE_GRIDS)
     assert all(TASKS[name].unnorm_key == "fractal20220817_data" and TASKS[name].ensemble_horizon == 2
@@ -29,7 +29,7 @@ def test_the_suite_holds_the_five_tasks_at_three_hertz() -> None:
 
 
 def test_coke_can_positions_orientations_and_recolourings() -> None:
-    episodes = GOOGLE_GRIDS["simpler/google_pick_coke_can"]()
+    episodes = GOOGLE_GRIDS["simplerenv/google_pick_coke_can"]()
     first, last_of_first_block, next_orientation = episodes[0], episodes[24], episodes[25]
     # --obj-init-x -0.35 -0.12 5 --obj-init-y -0.02 0.42 5: x outer, y inner
     assert first.obj_xy == (-0.35, -0.02) and episodes[1].obj_xy == pytest.approx((-0.35, 0.09))
@@ -44,7 +44,7 @@ def test_coke_can_positions_orientations_and_recolourings() -> None:
 
 
 def test_move_near_uses_episode_ids_and_the_rotated_robot() -> None:
-    episodes = GOOGLE_GRIDS["simpler/google_move_near"]()
+    episodes = GOOGLE_GRIDS["simplerenv/google_move_near"]()
     assert [e.obj_episode for e in episodes[:60]] == list(range(60))
     assert episodes[60].obj_episode == 0 and dict(episodes[60].build)["urdf_version"] == \
         "recolor_tabletop_visual_matching_1"
@@ -57,8 +57,8 @@ def test_move_near_uses_episode_ids_and_the_rotated_robot() -> None:
 
 
 def test_drawers_cycle_overlays_within_drawers_within_recolourings() -> None:
-    opened = GOOGLE_GRIDS["simpler/google_open_drawer"]()
-    closed = GOOGLE_GRIDS["simpler/google_close_drawer"]()
+    opened = GOOGLE_GRIDS["simplerenv/google_open_drawer"]()
+    closed = GOOGLE_GRIDS["simplerenv/google_close_drawer"]()
     assert opened[0].env_id == "OpenTopDrawerCustomInScene-v0"
     assert opened[9].env_id == "OpenMiddleDrawerCustomInScene-v0"
     assert opened[26].env_id == "OpenBottomDrawerCustomInScene-v0"
@@ -75,7 +75,7 @@ def test_drawers_cycle_overlays_within_drawers_within_recolourings() -> None:
 
 
 def test_apple_goes_through_three_overlays_and_nine_positions() -> None:
-    episodes = GOOGLE_GRIDS["simpler/google_place_apple_in_drawer"]()
+    episodes = GOOGLE_GRIDS["simplerenv/google_place_apple_in_drawer"]()
     assert [e.overlay for e in episodes[:27:9]] == ["open_drawer_a0.png", "open_drawer_b0.png", "open_drawer_c0.png"]
     assert episodes[0].obj_xy == (-0.08, -0.02) and episodes[8].obj_xy == (-0.02, 0.08)
     assert episodes[4].obj_xy == pytest.approx((-0.05, 0.03))
@@ -84,7 +84,7 @@ def test_apple_goes_through_three_overlays_and_nine_positions() -> None:
 
 
 def test_the_centre_orientation_turns_the_robot_half_way_round() -> None:
-    quat = GOOGLE_GRIDS["simpler/google_pick_coke_can"]()[0].robot_quat()
+    quat = GOOGLE_GRIDS["simplerenv/google_pick_coke_can"]()[0].robot_quat()
     np.testing.assert_allclose(quat, [0.0, 0.0, 0.0, 1.0], atol=1e-12)
     # i * j = k, and a rotation composed with its inverse is the identity
     np.testing.assert_allclose(quaternion_multiply(np.array([0, 1.0, 0, 0]), np.array([0, 0, 1.0, 0])), [0, 0, 0, 1])

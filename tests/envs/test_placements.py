@@ -52,7 +52,7 @@ def test_heldout_episodes_are_reproducible_and_not_demonstrations():
 def test_heldout_episode_places_the_objects_off_the_official_grid(simpler_assets):
     from envs.sim_env import SimTask
 
-    task = SimTask(TASKS["simpler/widowx_spoon_on_towel"], grid="heldout")
+    task = SimTask(TASKS["ms3_twin/widowx_spoon_on_towel"], grid="heldout")
     try:
         unwrapped = task.env.unwrapped
         official = task.placements
@@ -80,7 +80,7 @@ def test_calibration_frames_come_from_the_heldout_grid(simpler_assets):
     from envs.sim_env import SimTask
     from runtime.app.calibration_data import simpler_observations
 
-    name = "simpler/widowx_spoon_on_towel"
+    name = "ms3_twin/widowx_spoon_on_towel"
     calibration = simpler_observations(1, None, [name])[0].image.astype(int)
     task = SimTask(TASKS[name])
     try:

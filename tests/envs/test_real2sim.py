@@ -16,8 +16,8 @@ from envs.results import EpisodeRecord
 from envs.timed_episode import TimingConfig
 from tests.conftest import REPO, TINY
 
-COKE = "simpler/google_pick_coke_can"
-OPEN_DRAWER = "simpler/google_open_drawer"
+COKE = "simplerenv/google_pick_coke_can"
+OPEN_DRAWER = "simplerenv/google_open_drawer"
 
 
 def test_a_missing_simplerenv_environment_says_run_setup(monkeypatch, tmp_path):
@@ -38,12 +38,12 @@ def test_the_suite_sets_the_google_robots_action_conventions_unless_the_user_did
     def with_task_conventions(config):
         return plan_eval(config).config
 
-    google = with_task_conventions(EvalConfig(suite="simpler_google_vm", model=str(TINY)))
+    google = with_task_conventions(EvalConfig(suite="simplerenv_google_vm", model=str(TINY)))
     assert google.unnorm_key == "fractal20220817_data" and google.overrides == ["actions.ensemble_horizon=2"]
     mine = with_task_conventions(EvalConfig(suite=COKE, model=str(TINY), unnorm_key="mine",
                                             overrides=["actions.ensemble_horizon=5"]))
     assert mine.unnorm_key == "mine" and mine.overrides == ["actions.ensemble_horizon=5"]
-    widowx = with_task_conventions(EvalConfig(suite="simpler_widowx", model=str(TINY)))
+    widowx = with_task_conventions(EvalConfig(suite="ms3_twin_bridge", model=str(TINY)))
     assert widowx.unnorm_key is None and widowx.overrides == []  # the model's own (WidowX) conventions
 
 
@@ -108,7 +108,7 @@ def test_an_overlay_swapped_in_place_renders_as_a_fresh_build(real2sim_assets):
 import numpy as np
 from envs.real2sim_env import Real2SimTask
 from envs.registry import TASKS
-spec = TASKS["simpler/google_open_drawer"]
+spec = TASKS["simplerenv/google_open_drawer"]
 reused = Real2SimTask(spec)
 reused.reset(0, seed=0)
 built = reused.built

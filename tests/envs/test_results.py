@@ -32,8 +32,9 @@ def test_grasp_rate_is_aggregated_when_the_task_measures_it():
 
 
 def test_registry():
-    assert [t.grid_size for t in resolve_suite("simpler_widowx")] == [24, 24, 24, 64]
+    assert [t.grid_size for t in resolve_suite("ms3_twin_bridge")] == [24, 24, 24, 64]
     assert resolve_suite("maniskill/pick_cube")[0].env_id == "PickCube-v1"
-    assert set(SUITES["simpler_widowx"]) <= set(TASKS)
-    with pytest.raises(ValueError, match="unknown suite or task .libero.; suites: simpler_widowx, simpler_google_vm, quick"):
+    assert set(SUITES["ms3_twin_bridge"]) <= set(TASKS)
+    suites = "simplerenv_bridge, simplerenv_google_vm, simplerenv, ms3_twin_bridge, quick"
+    with pytest.raises(ValueError, match=f"unknown suite or task .libero.; suites: {suites}"):
         resolve_suite("libero")

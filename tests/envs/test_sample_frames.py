@@ -24,5 +24,5 @@ def test_without_assets_the_real_frame_is_the_sample_frame(monkeypatch):
 def test_with_assets_the_real_frame_is_simplers_first_frame(simpler_assets):
     assert sample_frames.simpler_available()
     frame, source = sample_frames.real_frame()
-    assert frame.shape == (480, 640, 3) and "simpler/widowx_carrot_on_plate episode 0" in source
+    assert frame.shape == (480, 640, 3) and "ms3_twin/widowx_carrot_on_plate episode 0" in source
     assert not np.array_equal(frame, sample_frames.sample_frame())  # the robot and the carrot are drawn on it

@@ -8,10 +8,10 @@ from envs.registry import TASKS
 pytestmark = pytest.mark.sim
 
 INSTRUCTIONS = {
-    "simpler/widowx_carrot_on_plate": "put carrot on plate",
-    "simpler/widowx_spoon_on_towel": "put the spoon on the towel",
-    "simpler/widowx_stack_cube": "stack the green block on the yellow block",
-    "simpler/widowx_eggplant_in_basket": "put eggplant into yellow basket",
+    "ms3_twin/widowx_carrot_on_plate": "put carrot on plate",
+    "ms3_twin/widowx_spoon_on_towel": "put the spoon on the towel",
+    "ms3_twin/widowx_stack_cube": "stack the green block on the yellow block",
+    "ms3_twin/widowx_eggplant_in_basket": "put eggplant into yellow basket",
 }
 
 
@@ -39,7 +39,7 @@ def test_bridge_task_resets_and_steps_on_cpu(bridge_tasks, name):
 
 
 def test_episodes_are_deterministic(bridge_tasks):
-    task = bridge_tasks["simpler/widowx_carrot_on_plate"]
+    task = bridge_tasks["ms3_twin/widowx_carrot_on_plate"]
     first = task.reset(episode_id=5, seed=5).image
     other = task.reset(episode_id=6, seed=6).image
     again = task.reset(episode_id=5, seed=5).image
@@ -53,7 +53,7 @@ def test_an_episode_starts_as_in_a_new_environment_after_a_success(bridge_tasks)
     # next episode could not succeed.
     from envs.scripted_expert import ScriptedExpert
 
-    task = bridge_tasks["simpler/widowx_eggplant_in_basket"]
+    task = bridge_tasks["ms3_twin/widowx_eggplant_in_basket"]
     unwrapped = task.env.unwrapped
     plane = unwrapped.objs[unwrapped.target_obj_name]
     settled = []
@@ -74,12 +74,12 @@ def test_second_task_type_in_one_process_has_no_stale_greenscreen(bridge_tasks):
     # (ManiSkill 3.0.1's class-level list would leave it as a grey rectangle).
     from envs.sim_env import SimTask
 
-    task = SimTask(TASKS["simpler/widowx_eggplant_in_basket"])
+    task = SimTask(TASKS["ms3_twin/widowx_eggplant_in_basket"])
     try:
         frame = task.reset(episode_id=0, seed=0).image
     finally:
         task.close()
-    reference = bridge_tasks["simpler/widowx_eggplant_in_basket"].reset(episode_id=0, seed=0).image
+    reference = bridge_tasks["ms3_twin/widowx_eggplant_in_basket"].reset(episode_id=0, seed=0).image
     assert np.abs(frame.astype(int) - reference.astype(int)).mean() < 1.0
 
 

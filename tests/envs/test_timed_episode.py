@@ -14,7 +14,7 @@ from tests.conftest import TINY
 from policies.api.interface import Conventions, PolicyOutput
 from tests.runtime.app.test_evaluation import CARROT, StandInTask
 
-SPOON = "simpler/widowx_spoon_on_towel"
+SPOON = "ms3_twin/widowx_spoon_on_towel"
 
 
 def test_timing_config_names_the_flag_that_is_wrong():

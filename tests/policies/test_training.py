@@ -18,13 +18,13 @@ STATS = {"toy": {"action": {"q01": [-0.02] * 6 + [0.0], "q99": [0.02] * 6 + [1.0
 @pytest.fixture()
 def demo_dir(tmp_path):
     rng = np.random.default_rng(0)
-    spec = TASKS["simpler/widowx_carrot_on_plate"]
+    spec = TASKS["ms3_twin/widowx_carrot_on_plate"]
     placement = Placement(np.zeros((2, 3)), np.tile([1.0, 0, 0, 0], (2, 1)))
     for attempt, steps in ((0, 5), (1, 20)):
         actions = rng.uniform(-0.02, 0.02, (steps, 7)).astype(np.float32)
         actions[:, 6] = np.arange(steps) % 2  # gripper alternates; the last value decides the padding
         frames = rng.integers(0, 256, (steps, 32, 32, 3), dtype=np.uint8)
-        path = tmp_path / "episodes" / "simpler__widowx_carrot_on_plate" / f"attempt_{attempt:06d}.h5"
+        path = tmp_path / "episodes" / "ms3_twin__widowx_carrot_on_plate" / f"attempt_{attempt:06d}.h5"
         write_episode(path, spec, attempt, 0, placement, "put carrot on plate", frames, actions)
     return tmp_path
 

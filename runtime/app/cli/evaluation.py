@@ -89,7 +89,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="--model is served by vlart unless --connect names a running server.",
         parents=[model_options(model="optional", presets="one", plan=True, unnorm_key=True)])
     evaluate.add_argument("--suite", required=True,
-                          help="suite (simpler_widowx, simpler_google_vm, quick) or task (simpler/...)")
+                          help="suite (simplerenv_bridge, simplerenv_google_vm, simplerenv: SIMPLER as published; "
+                               "ms3_twin_bridge: ManiSkill3's twins; quick) or task (simplerenv/..., ms3_twin/...)")
     evaluate.add_argument("--via", default="zmq", choices=["zmq", "inproc"],
                           help="zmq: through a vlart server and the thin client, as a robot (default); inproc")
     evaluate.add_argument("--connect", default=None, help="use this running server instead of starting one")
@@ -114,7 +115,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--latency-scale", type=float, default=1.0,
                           help="multiply --latency-from's latency (e.g. to model a slower or faster machine)")
     evaluate.add_argument("--episodes", type=int, default=None, help="episodes per task (default: the full grid)")
-    evaluate.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode")
+    evaluate.add_argument("--max-steps", type=int, default=None,
+                          help="steps per episode (default: the task's SIMPLER horizon; CogACT's Bridge script: 120)")
     evaluate.add_argument("--workers", type=int, default=1, help="worker processes")
     evaluate.add_argument("--max-batch", type=int, default=None,
                           help="--via zmq with --model: the server's dynamic batching, at most this many workers' "

@@ -15,7 +15,7 @@ from runtime.app.evaluation import DEFAULT_HELDOUT_EPISODES, EpisodeJob, EvalCon
 from tests.conftest import REPO, TINY
 from tests.faults import Fault, faulty_worker_main
 
-CARROT = "simpler/widowx_carrot_on_plate"
+CARROT = "ms3_twin/widowx_carrot_on_plate"
 
 
 class StandInTask:
@@ -150,7 +150,7 @@ def test_eval_two_episodes_via_zmq_writes_results_and_videos(simpler_assets, tmp
 @pytest.mark.slow
 def test_failing_env_step_is_a_failed_episode_and_the_run_continues(simpler_assets, tmp_path):
     out = tmp_path / "run"
-    config = EvalConfig(suite="simpler/widowx_spoon_on_towel", model=str(TINY), via="inproc", episodes=3, max_steps=4,
+    config = EvalConfig(suite="ms3_twin/widowx_spoon_on_towel", model=str(TINY), via="inproc", episodes=3, max_steps=4,
                         video=False, out=out)
     run_eval(config, progress=False, worker=partial(faulty_worker_main, Fault("crash", episode=1, step=2)))
     result = json.loads((out / "results.json").read_text())
@@ -158,7 +158,7 @@ def test_failing_env_step_is_a_failed_episode_and_the_run_continues(simpler_asse
     assert by_id[1]["failure"] == "RuntimeError: injected env.step failure at step 2"
     assert by_id[1]["success_final"] is False and by_id[1]["steps"] == 2
     assert by_id[0]["failure"] is None and by_id[2]["failure"] is None and by_id[2]["steps"] == 4
-    assert result["tasks"]["simpler/widowx_spoon_on_towel"]["failed_runs"] == 1
+    assert result["tasks"]["ms3_twin/widowx_spoon_on_towel"]["failed_runs"] == 1
     assert result["provenance"]["model_config"]["name"] == "cogact-tiny"  # the policy loaded in the worker
 
 
@@ -168,7 +168,7 @@ def test_hung_episode_is_stopped_by_the_watchdog(simpler_assets, tmp_path):
     # The watchdog starts once the simulator is built: the healthy episode (3 steps of the tiny model, about a
     # second alone on 2 cores) has 8 s even with both cores busy.
     out = tmp_path / "run"
-    config = EvalConfig(suite="simpler/widowx_stack_cube", model=str(TINY), via="inproc", episodes=2, max_steps=3,
+    config = EvalConfig(suite="ms3_twin/widowx_stack_cube", model=str(TINY), via="inproc", episodes=2, max_steps=3,
                         episode_timeout_s=8, video=False, out=out)
     run_eval(config, progress=False, worker=partial(faulty_worker_main, Fault("hang", episode=0, step=1)))
     by_id = {e["episode_id"]: e for e in json.loads((out / "results.json").read_text())["episodes"]}

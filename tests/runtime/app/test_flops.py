@@ -73,7 +73,7 @@ def test_calibrate_writes_a_plan_usable_by_presets(simpler_assets, tmp_path, cap
     one test that renders them: every other preset test calibrates on the sample frame."""
     plan = tmp_path / "plan.json"
     assert main(["calibrate", "--model", str(TINY), "--set", "llm.num_layers=8", "--frames", "4",
-                 "--tasks", "simpler/widowx_spoon_on_towel", "--out", str(plan)]) == 0
+                 "--tasks", "ms3_twin/widowx_spoon_on_towel", "--out", str(plan)]) == 0
     assert "on 4 observations from SIMPLER held-out first frames and policy rollout frames" in capsys.readouterr().out
     data = json.loads(plan.read_text())
     assert len(data["layer_importance"]) == 8 and data["samples"] == 4

@@ -21,13 +21,13 @@ from tests.conftest import REPO
 from tests.faults import Fault, faulty_episode_actor
 
 SMOKE = REPO / "configs" / "sweeps" / "smoke.yaml"
-SPOON = "simpler/widowx_spoon_on_towel"
+SPOON = "ms3_twin/widowx_spoon_on_towel"
 
 
 def test_axes_expand_to_named_cells_with_eval_settings(tmp_path):
     config = parse_sweep("""
 axes:
-  suite: [simpler/widowx_spoon_on_towel, simpler/widowx_carrot_on_plate]
+  suite: [ms3_twin/widowx_spoon_on_towel, ms3_twin/widowx_carrot_on_plate]
   preset: [baseline, efficientvla]
   seed: [0, 7]
 model: checkpoints/cogact-demo
@@ -42,7 +42,7 @@ execution: rtc
     assert first.name == "suite=widowx_spoon_on_towel,preset=baseline,seed=0"
     assert cells[-1].name == "suite=widowx_carrot_on_plate,preset=efficientvla,seed=7"
     c = cells[-1].eval_config
-    assert (c.suite, c.preset, c.seed, c.model, c.episodes) == ("simpler/widowx_carrot_on_plate", "efficientvla", 7,
+    assert (c.suite, c.preset, c.seed, c.model, c.episodes) == ("ms3_twin/widowx_carrot_on_plate", "efficientvla", 7,
                                                                  "checkpoints/cogact-demo", 3)
     assert (c.timing.mode, c.timing.execution, c.timing.latency_ms) == ("delay", "rtc", 200)
     assert c.out == tmp_path / "cells" / cells[-1].name
@@ -77,7 +77,7 @@ def test_store_resumes_done_episodes_retries_a_failed_run_once_and_ignores_a_cut
     store.add("b", EpisodeRecord(SPOON, 0, 0, failure="timeout"))
     store.add("b", EpisodeRecord(SPOON, 0, 0, failure="timeout again"))
     with store.path.open("a") as out:
-        out.write('{"cell": "a", "task": "simpler/widowx_spoon_on_towel", "episode_id": 2, "se')  # killed mid-write
+        out.write('{"cell": "a", "task": "ms3_twin/widowx_spoon_on_towel", "episode_id": 2, "se')  # killed mid-write
     again = EpisodeStore(tmp_path)
     assert again.is_done(("a", SPOON, 0)) and again.final(("a", SPOON, 0))["steps"] == 5
     assert not again.is_done(("a", SPOON, 1)) and again.attempt_count(("a", SPOON, 1)) == 1
@@ -122,10 +122,10 @@ def test_report_tables_intervals_failed_videos_and_provenance(tmp_path):
     assert main(["report", str(tmp_path)]) == 0
     md = (tmp_path / "report.md").read_text()
     # 1 of 2 with the Wilson interval [9.4, 90.5]; 0 of 1: [0, 79.3]
-    assert ("| preset=baseline | simpler/widowx_spoon_on_towel | 2 | 1 | 50.0% [9.4, 90.5] | 50.0% [9.4, 90.5] | "
+    assert ("| preset=baseline | ms3_twin/widowx_spoon_on_towel | 2 | 1 | 50.0% [9.4, 90.5] | 50.0% [9.4, 90.5] | "
             "50.0% [9.4, 90.5] | 40.0 |") in md
-    assert "| preset=fast | simpler/widowx_spoon_on_towel | 1 | 0 | 0.0% [0.0, 79.3]" in md
-    assert ("- preset=baseline / simpler/widowx_spoon_on_towel episode 1: run failed (RuntimeError: boom) "
+    assert "| preset=fast | ms3_twin/widowx_spoon_on_towel | 1 | 0 | 0.0% [0.0, 79.3]" in md
+    assert ("- preset=baseline / ms3_twin/widowx_spoon_on_towel episode 1: run failed (RuntimeError: boom) "
             "[video](cells/preset=baseline/videos/ep1.mp4)") in md
     assert "git commit: abc123" in md and "name: demo" in md
     page = (tmp_path / "report.html").read_text()
@@ -181,7 +181,7 @@ def test_smoke_sweep_on_local_ray_matches_vlart_eval_and_resumes_with_nothing_to
 
     assert main(["report", str(out)]) == 0  # the report of a real sweep: its videos linked relative to it
     md = (out / "report.md").read_text()
-    assert "| preset=cache-only | simpler/widowx_spoon_on_towel | 2 | 0 | 0.0% [0.0, 65.8]" in md
+    assert "| preset=cache-only | ms3_twin/widowx_spoon_on_towel | 2 | 0 | 0.0% [0.0, 65.8]" in md
     assert "[video](cells/preset=baseline/videos/" in md
 
     # The same cell through vlart eval with the policy in process: the same episodes, step for step.
@@ -326,7 +326,7 @@ def test_a_google_robot_cell_runs_in_simplerenvs_interpreter(real2sim_assets, tm
     from runtime.app.sweep import run_sweep
 
     config = parse_sweep("""name: google
-suite: simpler/google_pick_coke_can
+suite: simplerenv/google_pick_coke_can
 model: cogact-tiny
 episodes: 2
 max_steps: 4

@@ -179,7 +179,8 @@ def test_an_unreachable_server_fails_before_the_arm_is_touched():
     ("simpler:", "expected simpler:TASK[:EPISODE] or module:Class"),
     ("simpler:no_such_task", "unknown SIMPLER task 'no_such_task'"),
     ("simpler:widowx_spoon_on_towel:x", "EPISODE in simpler:TASK:EPISODE must be an integer"),
-    ("simpler:widowx_spoon_on_towel:24", "off simpler/widowx_spoon_on_towel's grid"),
+    ("simpler:ms3_twin/widowx_spoon_on_towel:24", "off ms3_twin/widowx_spoon_on_towel's grid"),
+    ("simpler:widowx_spoon_on_towel", "more than one simulator: simplerenv/widowx_spoon_on_towel, ms3_twin/"),
     ("simpler:widowx_spoon_on_towel:0:1", "expected simpler:TASK[:EPISODE]"),
     ("no_such_module_xyz:Arm", "cannot import module 'no_such_module_xyz'"),
     ("runtime.robot.runner:NoSuchArm", "has no 'NoSuchArm'"),
@@ -194,8 +195,8 @@ def test_bad_robot_specs_name_the_flag(spec, message):
 
 
 def test_good_robot_specs_parse_without_building():
-    assert parse_robot_spec("simpler:widowx_spoon_on_towel:3").kind == "simpler"
-    assert parse_robot_spec("simpler:simpler/widowx_carrot_on_plate").kind == "simpler"
+    assert parse_robot_spec("simpler:widowx_eggplant_in_basket:3").kind == "simpler"  # one simulator has it
+    assert parse_robot_spec("simpler:ms3_twin/widowx_carrot_on_plate").kind == "simpler"
     assert parse_robot_spec("runtime.robot.template:RealArmAdapter").kind == "class"
 
 
@@ -213,7 +214,7 @@ def test_cli_errors_name_the_flag(capsys, server):
     for flag, value in (("--rate", "0"), ("--timeout", "-1"), ("--ticks", "-3"), ("--max-consecutive-errors", "0"),
                         ("--execution", "fast")):
         with pytest.raises(SystemExit) as exit_:
-            main(["robot", "--robot", "simpler:widowx_spoon_on_towel", flag, value])
+            main(["robot", "--robot", "simpler:ms3_twin/widowx_spoon_on_towel", flag, value])
         assert exit_.value.code == 2
         assert f"argument {flag}:" in capsys.readouterr().err
 
@@ -276,7 +277,7 @@ def test_vlart_robot_drives_simpler_and_holds_on_sigint(simpler_assets, tmp_path
         endpoint = _read_until(serve, r"ready on (tcp://\S+)", serve_lines, WAIT_S)[0].group(1)
         out = tmp_path / "out.json"
         robot = subprocess.Popen([python, "-m", "runtime.app.cli", "--verbose", "robot", "--connect", endpoint,
-                                  "--robot", "simpler:widowx_spoon_on_towel:0", "--ticks", "1000",
+                                  "--robot", "simpler:ms3_twin/widowx_spoon_on_towel:0", "--ticks", "1000",
                                   "--json", str(out)],
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
         robot_lines: list[str] = []
