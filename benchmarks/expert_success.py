@@ -102,7 +102,8 @@ def main() -> int:
               f"{counts['success_any']}/{len(rows)} | {counts['grasped']}/{len(rows)} | "
               f"{summary[name]['regrasp_episodes']} | {step_ms:.0f} |")
     write_stamped(args.out, {"benchmark": "expert_success", "grid": args.grid, "action_noise": args.action_noise,
-                             "rule": "success at the last step of the full horizon (SIMPLER's)", "workers": args.workers,
+                             "rule": "success at the last step of the full horizon (SIMPLER's)",
+                             "workers": args.workers,
                              "tasks": summary, "episodes": sorted(records, key=lambda r: (r["task"], r["episode"])),
                              "wall_time_s": round(time.perf_counter() - started, 1)}, "envs/scripted_expert.py")
     return 0

@@ -2,7 +2,8 @@
 
 Placements never coincide with the official evaluation grid (``envs/placements.py`` says how); each attempt's
 placement replaces the environment's configuration table (``SimTask.place``), so ManiSkill's own reset (settling,
-bounding boxes, success checks) runs unchanged. Only successful episodes are kept. The layout is in ``docs/demonstrations.md``.
+bounding boxes, success checks) runs unchanged. Only successful episodes are kept. The layout is in
+``docs/demonstrations.md``.
 With ``action_noise`` the expert's actions are executed perturbed and recorded clean (DART; see
 ``envs/scripted_expert.py``), so the demonstrations include corrections from off-course states.
 """

@@ -41,8 +41,8 @@ def real2sim_python() -> Path:
     path = Path(os.environ.get(PYTHON_ENV) or DEFAULT_PYTHON)
     if not path.exists():
         raise RuntimeError(
-            f"the simplerenv/ tasks (SIMPLER as published) run in the original SimplerEnv's own environment, and {path} does not "
-            f"exist: run ./setup.sh (it builds .venv-real2sim), or set {PYTHON_ENV} to a Python that has "
+            f"the simplerenv/ tasks (SIMPLER as published) run in the original SimplerEnv's own environment, and "
+            f"{path} does not exist: run ./setup.sh (it builds .venv-real2sim), or set {PYTHON_ENV} to a Python that has "
             "sapien==2.2.2, numpy<2, mani_skill2_real2sim and vlart's base install"
         )
     return path

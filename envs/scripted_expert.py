@@ -1,7 +1,8 @@
 """A privileged scripted expert for the SIMPLER WidowX/Bridge tasks, in ManiSkill3's twins and the original SimplerEnv.
 
 It reads the true object poses and sizes from the simulator (through a ``BridgeScene``: one per simulator, since their
-objects and controllers differ) and moves the arm controller's target in steps of at most ``max_step`` metres: above the source object, down to it, close the gripper, lift, over the target, down, open.
+objects and controllers differ) and moves the arm controller's target in steps of at most ``max_step`` metres: above
+the source object, down to it, close the gripper, lift, over the target, down, open.
 Its actions are in the policy's own convention ([dx, dy, dz] in the robot base frame, [droll, dpitch, dyaw], gripper
 1 = open / 0 = close) and go through the same adapter as the policy's during evaluation, so demonstrations and
 evaluation share one code path.
@@ -21,7 +22,6 @@ import numpy as np
 
 from envs.action_adapters import euler_to_axis_angle
 from envs.bridge_scenes import SCENES, BridgeScene
-from envs.geometry import quaternion_to_matrix
 
 APPROACH_HEIGHT = 0.08
 LIFT_HEIGHT = 0.10

@@ -14,7 +14,8 @@
 Settings (axes or fixed; the names of ``vlart eval``'s options): suite, model, preset, plan, set (a list of
 ``--set`` overrides), unnorm_key, budget, seed, grid, episodes, max_steps, timing, execution, latency_ms,
 rtc_soft_rows, via (zmq: through a policy server actor, the default; inproc: the policy loaded in each episode
-worker), workers, video, step_timeout, episode_timeout, max_batch and batch_wait_ms (the server's dynamic batching: default one row per episode worker, 100 ms;
+worker), workers, video, step_timeout, episode_timeout, max_batch and batch_wait_ms (the server's dynamic batching:
+default one row per episode worker, 100 ms;
 ``max_batch: 1`` runs every inference alone, so that reruns agree to the bit). ``parallel``: episode workers in the
 whole sweep (default: as many as the Ray resources allow). Unknown keys are refused, naming the key.
 

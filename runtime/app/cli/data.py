@@ -24,7 +24,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from policies.training.trainer import TrainConfig, train
 
     config = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, repeats=args.repeats,
-                         checkpoint_every=args.checkpoint_every, keep_every=args.keep_every, augment=not args.no_augment, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
+                         augment=not args.no_augment, seed=args.seed,
                          precision=args.precision, warmup_steps=args.warmup_steps, schedule=args.schedule,
                          aux_weight=args.aux_weight, val_samples=args.val_samples)
     summary = train(args.model, args.data, args.out, config, overrides=args.set, device=args.device,

@@ -92,9 +92,9 @@ def _results(tmp_path: Path) -> dict:
     """A sweep's results.json as vlart sweep writes it: two cells, one with a successful and a crashed episode."""
     video = tmp_path / "cells" / "preset=baseline" / "videos" / "ep1.mp4"
     episodes = [
-        {"cell": "preset=baseline", "attempt": 1, **EpisodeRecord(SPOON, 0, 0, success_final=True, success_any=True,
-                                                                 grasped=True, policy_latency_ms={"p50": 40.0,
-                                                                                                  "p95": 55.0}).to_dict()},
+        {"cell": "preset=baseline", "attempt": 1,
+         **EpisodeRecord(SPOON, 0, 0, success_final=True, success_any=True, grasped=True,
+                         policy_latency_ms={"p50": 40.0, "p95": 55.0}).to_dict()},
         {"cell": "preset=baseline", "attempt": 2, **EpisodeRecord(SPOON, 1, 1, failure="RuntimeError: boom",
                                                                  video=str(video)).to_dict()},
         {"cell": "preset=fast", "attempt": 1, **EpisodeRecord(SPOON, 0, 0, policy_latency_ms={"p50": 20.0,
