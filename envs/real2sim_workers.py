@@ -42,8 +42,8 @@ def real2sim_python() -> Path:
     if not path.exists():
         raise RuntimeError(
             f"the simplerenv/ tasks (SIMPLER as published) run in the original SimplerEnv's own environment, and "
-            f"{path} does not exist: run ./setup.sh (it builds .venv-real2sim), or set {PYTHON_ENV} to a Python that has "
-            "sapien==2.2.2, numpy<2, mani_skill2_real2sim and vlart's base install"
+            f"{path} does not exist: run ./setup.sh (it builds .venv-real2sim), or set {PYTHON_ENV} to a Python that "
+            "has sapien==2.2.2, numpy<2, mani_skill2_real2sim and vlart's base install"
         )
     return path
 

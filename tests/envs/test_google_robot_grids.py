@@ -12,7 +12,8 @@ from envs.registry import SUITES, TASKS
 
 @pytest.mark.parametrize("task, count", [
     ("simplerenv/google_pick_coke_can", 300), ("simplerenv/google_move_near", 240),
-    ("simplerenv/google_open_drawer", 108), ("simplerenv/google_close_drawer", 108), ("simplerenv/google_place_apple_in_drawer", 108),
+    ("simplerenv/google_open_drawer", 108), ("simplerenv/google_close_drawer", 108),
+    ("simplerenv/google_place_apple_in_drawer", 108),
 ])
 def test_grid_sizes_match_the_scripts_and_the_registry(task: str, count: int) -> None:
     episodes = GOOGLE_GRIDS[task]()
