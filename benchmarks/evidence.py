@@ -68,6 +68,20 @@ def invocation() -> str:
     return shlex.join([*program, *sys.argv[1:]])
 
 
+def rerun_in_simplerenv(module: str) -> None:
+    """Re-run ``python -m module`` with this command line in the SimplerEnv interpreter (``.venv-real2sim``) unless
+    this is it: the original SimplerEnv's tasks, and any worker processes they start, live there."""
+    import importlib.util
+
+    if importlib.util.find_spec("mani_skill2_real2sim") is not None:
+        return
+    from envs.real2sim_workers import real2sim_python
+
+    python = str(real2sim_python())
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    os.execve(python, [python, "-m", module, *sys.argv[1:]], dict(os.environ, PYTHONPATH=path))
+
+
 def write_stamped(out: str | Path, result: dict[str, Any], model: str | Sequence[str] | None,
                   command: str | None = None) -> None:
     """``result`` stamped with ``model`` (a path or name, or a list of them; None where no policy ran), ``command``

@@ -5,22 +5,21 @@
 
 Each episode runs ``envs.scripted_expert`` (privileged object poses) in a simulator worker that keeps one environment
 per task across its episodes, as ``vlart eval`` does, to the task's last step (``--max-steps``: another horizon), as
-SIMPLER scores a policy. Twins (``ms3_twin/``) run in this interpreter's workers, the original SimplerEnv's tasks
-(``simplerenv/widowx_*``) in workers of its own (``.venv-real2sim``). Prints success at the final step, at any step
-and SIMPLER's partial success (grasped) per task with 95 % Wilson intervals and the time per step, and writes them as
-JSON.
+SIMPLER scores a policy. Twins (``ms3_twin/``) run in this interpreter, the original SimplerEnv's tasks
+(``simplerenv/widowx_*``) in its own (``.venv-real2sim``; the command re-runs itself there). Prints success at the
+final step, at any step and SIMPLER's partial success (grasped) per task with 95 % Wilson intervals and the time per
+step, and writes them as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import sys
 import time
 from typing import Any
 
-from benchmarks.evidence import RESULTS, write_stamped
+from benchmarks.evidence import RESULTS, rerun_in_simplerenv, write_stamped
 
 _TASKS: dict[str, Any] = {}
 
@@ -46,23 +45,6 @@ def _run(args: tuple[str, str, int, float, int]) -> dict[str, Any]:
             "episode_s": round(episode_s, 2), "step_ms": round(1000 * episode_s / result["steps"], 1)}
 
 
-def _run_all(jobs: list[tuple[str, str, int, float, int]], workers: int) -> list[dict[str, Any]]:
-    """Each simulator's jobs in a pool of its own interpreter's processes."""
-    from envs.registry import TASKS
-    from envs.real2sim_workers import REPO, real2sim_python
-
-    records: list[dict[str, Any]] = []
-    context = mp.get_context("spawn")
-    for backend in dict.fromkeys(TASKS[job[0]].backend for job in jobs):
-        mine = [job for job in jobs if TASKS[job[0]].backend == backend]
-        context.set_executable(str(real2sim_python()) if backend == "real2sim" else sys.executable)
-        if backend == "real2sim":
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-        with context.Pool(workers) as pool:
-            records.extend(pool.imap_unordered(_run, mine))
-    return records
-
-
 def main() -> int:
     from envs.registry import SUITES, TASKS
     from envs.results import wilson_interval
@@ -78,10 +60,16 @@ def main() -> int:
     parser.add_argument("--out", default=str(RESULTS / "expert_success.json"))
     args = parser.parse_args()
     tasks = args.task or list(SUITES["ms3_twin_bridge"])
+    backends = {TASKS[name].backend for name in tasks}
+    if len(backends) > 1:
+        parser.error("--task: the twins and the original SimplerEnv's tasks run in separate runs")
+    if backends == {"real2sim"}:
+        rerun_in_simplerenv("benchmarks.expert_success")
     jobs = [(name, args.grid, episode, args.action_noise, args.max_steps or TASKS[name].max_steps)
             for name in tasks for episode in range(args.episodes or TASKS[name].grid_size)]
     started = time.perf_counter()
-    records = _run_all(jobs, args.workers)
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        records = list(pool.imap_unordered(_run, jobs))
     summary = {}
     print(f"| task ({args.grid} grid) | simulator | episodes | steps | success (final) | success (any step) | grasped "
           "| regrasp episodes | ms per step |")

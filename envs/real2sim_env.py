@@ -9,8 +9,11 @@ Episode ``i`` is entry ``i`` of the task's official visual-matching grid (``envs
 ``envs/bridge_grids.py``): the environment is built with that entry's robot, scene, overlay and constructor keywords
 (robot recolouring, can orientation, drawer) as SimplerEnv's ``main_inference.py`` builds it, and rebuilt only when the
 next episode needs different ones (a new overlay photo alone is swapped in place). SimplerEnv's evaluator builds a new
-environment for every episode; a reused one resets to the same state (its first frames and rollouts are bit-identical
-to a new one's: ``tests/envs/test_real2sim_bridge.py``, ``benchmarks.simplerenv_bridge_timing``). The
+environment for every episode (4-6 s here). A reused one is first reset as the constructor resets a new one (a new
+physics scene, seed 2022; 0.3 s): without that, state the last episode left in the articulation (its joints' drive
+targets, link poses to float rounding) makes the next episode's rollout drift from a new environment's. With it the
+frames of whole episodes are bit-identical to a new environment's (``benchmarks.simplerenv_bridge_timing``; first
+frames against SimplerEnv's own builder: ``tests/envs/test_real2sim_bridge.py``). The
 instruction is read at every step: placing the apple in the drawer switches from "open top drawer" to "place apple
 into top drawer" at step 100, and, as CogACT's wrapper does on a new instruction, the sticky gripper starts afresh.
 """
@@ -34,6 +37,7 @@ from envs.sim_env import StepResult
 from policies.api.interface import Observation
 
 GRIDS = {**GOOGLE_GRIDS, **BRIDGE_GRIDS}
+CONSTRUCTOR_SEED = 2022  # ManiSkill2_real2sim's BaseEnv.__init__ resets with it, reconfiguring the scene
 LAYER_NAME = "VK_LAYER_VLART_hide_cuda_interop"
 LAYER_MANIFEST = "VkLayer_vlart_hide_cuda_interop.json"  # envs/vulkan_layer/, built by setup.sh
 ASSET_PATHS = ("real_inpainting/google_coke_can_real_eval_1.png", "custom/info_pick_custom_baked_tex_v1.json")
@@ -67,18 +71,24 @@ def configure_real2sim_rendering() -> str:
 
 
 class Real2SimTask:
-    def __init__(self, spec: TaskSpec, grid: str = "official") -> None:
+    """``policy_camera_only``: render only the camera the policy sees. SimplerEnv's scenes also render a 128x128
+    ``base_camera`` every step that nothing reads; dropping it leaves the policy's frames bit-identical (measured
+    and tested: ``benchmarks.simplerenv_bridge_timing``)."""
+
+    def __init__(self, spec: TaskSpec, grid: str = "official", policy_camera_only: bool = True) -> None:
         if spec.name not in GRIDS:
             raise ValueError(f"{spec.name}: not a task of the original SimplerEnv")
         if grid != "official":
             raise ValueError(f"grid: {spec.name} has only SIMPLER's official visual-matching grid, got {grid!r}")
         self.spec = spec
         self.grid = grid
+        self.policy_camera_only = policy_camera_only
         self.episodes: list[Real2SimEpisode] = GRIDS[spec.name]()
         self.asset_dir = check_real2sim_assets()
         configure_real2sim_rendering()
         self.env: Any = None
         self.built: Optional[tuple[Any, ...]] = None  # what the current env was built for
+        self.fresh = False  # the env is as its constructor left it (no episode reset yet)
         self.overlay: Optional[str] = None
         self.adapter = ADAPTERS[spec.adapter]()
         self.instruction = ""
@@ -101,6 +111,7 @@ class Real2SimTask:
         )
         self.built = key
         self.overlay = episode.overlay
+        self.fresh = True
 
     def _set_overlay(self, overlay: str) -> None:
         """The real photo behind the scene, swapped without a rebuild (the drawer grids change it every episode and a
@@ -131,7 +142,14 @@ class Real2SimTask:
                              f"got {episode_id}")
         episode = self.episodes[episode_id]
         self._build(episode)
+        if not self.fresh:
+            self.env.reset(seed=CONSTRUCTOR_SEED, options={"reconfigure": True})
+        self.fresh = False
         obs, _ = self.env.reset(seed=seed, options=episode.reset_options())
+        if self.policy_camera_only:  # the cameras are rebuilt only when a reset reconfigures the scene
+            cameras = self.env.unwrapped._cameras
+            for uid in [uid for uid in cameras if uid != self.spec.camera]:
+                del cameras[uid]
         self.instruction = ""
         self._read_instruction()
         self.adapter.reset()
