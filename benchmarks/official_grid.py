@@ -40,8 +40,8 @@ def run_eval(model: str, suite: str, workers: int, run_dir: Path) -> float:
 
 def summarise(results: dict[str, Any], command_s: float) -> dict[str, Any]:
     episodes = results["episodes"]
-    tasks = {name: {key: task[key] for key in ("episodes", "failed_runs", "success_final", "success_any", "grasped")}
-             for name, task in results["tasks"].items()}
+    keys = ("simulator", "max_steps", "episodes", "failed_runs", "success_final", "success_any", "grasped")
+    tasks = {name: {key: task[key] for key in keys if key in task} for name, task in results["tasks"].items()}
     for name, task in tasks.items():
         p50s = [e["policy_latency_ms"]["p50"] for e in episodes if e["task"] == name and e["policy_latency_ms"]]
         task["step_latency_ms_median_of_episode_p50"] = round(float(np.median(p50s)), 1) if p50s else None
