@@ -40,6 +40,13 @@ def new_record(job: EpisodeJob, config: EvalConfig) -> EpisodeRecord:
                          simulator=TASKS[job.task].simulator, grid=config.grid)
 
 
+def failed_record(job: EpisodeJob, config: EvalConfig, reason: str) -> EpisodeRecord:
+    """The record of an episode that could not run (no simulator, a dead or hung worker): a failure, with why."""
+    record = new_record(job, config)
+    record.failure = reason
+    return record
+
+
 def run_episode(task: Any, policy: Policy, job: EpisodeJob, config: EvalConfig,
                 video_dir: Optional[Path]) -> EpisodeRecord:
     """One episode; an exception inside becomes a failed record with the reason (the caller decides about the env).
@@ -121,9 +128,7 @@ class EpisodeWorker:
             self.tasks[job.task] = make_task(TASKS[job.task], grid=self.config.grid)
         except Exception as exc:  # the environment could not even be built
             traceback.print_exc()
-            record = new_record(job, self.config)
-            record.failure = f"{type(exc).__name__}: {exc}"
-            return record
+            return failed_record(job, self.config, f"{type(exc).__name__}: {exc}")
         return None
 
     def run(self, job: EpisodeJob, emit: Callable[[str], None] = lambda stage: None) -> EpisodeRecord:

@@ -119,12 +119,16 @@ def current_name(name: str) -> str:
 
 
 def resolve_suite(name: str) -> list[TaskSpec]:
-    """A suite name or a single task name (or a name from before the split) -> its tasks."""
-    name = current_name(name)
-    if name in SUITES:
-        return [TASKS[task] for task in SUITES[name]]
-    if name in TASKS:
-        return [TASKS[name]]
-    raise ValueError(
-        f"--suite: unknown suite or task {name!r}; suites: {', '.join(SUITES)}; tasks: {', '.join(TASKS)}"
-    )
+    """A suite or task name, or several joined by commas (names from before the split included) -> their tasks, in
+    order, each once."""
+    names: list[str] = []
+    for part in name.split(","):
+        part = current_name(part.strip())
+        if part in SUITES:
+            names.extend(SUITES[part])
+        elif part in TASKS:
+            names.append(part)
+        else:
+            raise ValueError(f"--suite: unknown suite or task {part!r}; suites: {', '.join(SUITES)}; tasks: "
+                             f"{', '.join(TASKS)}")
+    return [TASKS[task] for task in dict.fromkeys(names)]

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
-from envs.episodes import PolicyConnection, connect_remote, serve_jobs
+from envs.episodes import PolicyConnection, connect_remote, failed_record, serve_jobs
 from envs.eval_config import EpisodeJob, EvalConfig
 from envs.real2sim_workers import Real2SimWorkerProcess
 from envs.registry import TaskSpec, current_name, resolve_suite
@@ -53,7 +53,7 @@ class EvalPlan:
 def plan_eval(config: EvalConfig) -> EvalPlan:
     """Resolve ``config.suite`` and check that the run can go ahead (one simulator, one robot's conventions, a grid
     to draw the episodes from) before anything starts."""
-    config = dataclasses.replace(config, suite=current_name(config.suite))
+    config = dataclasses.replace(config, suite=",".join(current_name(part) for part in config.suite.split(",")))
     tasks = tuple(resolve_suite(config.suite))
     config = _with_task_conventions(config, tasks)
     return EvalPlan(config, tasks, _suite_backend(config, tasks), tuple(_jobs(config, tasks)))
@@ -99,7 +99,8 @@ def _with_task_conventions(config: EvalConfig, tasks: tuple[TaskSpec, ...]) -> E
     keys = {spec.unnorm_key for spec in tasks}
     horizons = {spec.ensemble_horizon for spec in tasks}
     if len(keys) > 1 or len(horizons) > 1:
-        raise ValueError(f"--suite: {config.suite} mixes robots with different action conventions")
+        raise ValueError(f"--suite: {config.suite} mixes robots with different action conventions (vlart eval runs "
+                         "such a suite in one part per robot; a sweep cell takes one robot's tasks)")
     key, horizon = keys.pop(), horizons.pop()
     overrides = list(config.overrides)
     if horizon is not None and not any(item.startswith("actions.ensemble_horizon=") for item in overrides):
@@ -173,9 +174,36 @@ def episode_timeout(config: EvalConfig, job: EpisodeJob) -> float:
     return 120.0 + job.max_steps * (config.step_timeout_s + 10.0)
 
 
+def robot_parts(suite: str) -> list[str]:
+    """The suite's tasks in groups that one policy server and one set of workers can run (one simulator, one robot's
+    action conventions), in the suite's order, each as a comma-separated task list."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for spec in resolve_suite(suite):
+        groups.setdefault((spec.backend, spec.unnorm_key, spec.ensemble_horizon), []).append(spec.name)
+    return [",".join(names) for names in groups.values()]
+
+
 def run_eval(config: EvalConfig, progress: bool = True, worker: Callable[..., None] = worker_main) -> dict[str, Any]:
     """Run every episode of the suite; write ``results.json`` (and videos) under ``config.out``; return the result.
+    A suite of several robots (``simplerenv``: WidowX and Google robot) runs in parts, one per robot, each with its
+    own server, under ``out/partN``; ``results.json`` then holds every episode and each part's settings.
     ``worker``: a ManiSkill3 worker process's entry point (``worker_main``'s arguments; a test's wraps it)."""
+    parts = robot_parts(config.suite)
+    if len(parts) == 1:
+        return _run_part(config, progress, worker)
+    started = time.perf_counter()
+    results = [_run_part(dataclasses.replace(config, suite=part, out=config.out / f"part{index}"), progress, worker)
+               for index, part in enumerate(parts, 1)]
+    header = {"suite": config.suite, "grid": config.grid,
+              "parts": [{key: value for key, value in result.items()
+                         if key not in ("tasks", "episodes", "success_rules")} for result in results],
+              "wall_time_s": round(time.perf_counter() - started, 3), "provenance": provenance()}
+    records = [EpisodeRecord(**episode) for result in results for episode in result["episodes"]]
+    return write_results(config.out / "results.json", header, records)
+
+
+def _run_part(config: EvalConfig, progress: bool, worker: Callable[..., None]) -> dict[str, Any]:
+    """One robot's tasks: a server, its workers, ``results.json`` under ``config.out``."""
     from tqdm import tqdm
 
     plan = plan_eval(config)
@@ -256,7 +284,7 @@ def run_eval(config: EvalConfig, progress: bool = True, worker: Callable[..., No
                 process.kill()
                 process.join(10)
                 running.pop(worker_id)
-                finish(EpisodeRecord(job.task, job.episode_id, job.seed, failure=reason))
+                finish(failed_record(job, config, reason))
                 del workers[worker_id]
                 shard = shard_of.pop(worker_id)
                 if len(records) < len(jobs):  # a new worker goes on with the dead one's episodes
@@ -267,7 +295,7 @@ def run_eval(config: EvalConfig, progress: bool = True, worker: Callable[..., No
                 done = {(r.task, r.episode_id) for r in records}
                 for job in jobs:
                     if (job.task, job.episode_id) not in done:
-                        finish(EpisodeRecord(job.task, job.episode_id, job.seed, failure="lost: no worker left"))
+                        finish(failed_record(job, config, "lost: no worker left"))
     finally:
         bar.close()
         for process in workers.values():

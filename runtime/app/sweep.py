@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from envs.episodes import failed_record
 from envs.eval_config import EpisodeJob
 from envs.results import EpisodeRecord
 from runtime.app.evaluation import SIM_BUILD_TIMEOUT_S, episode_timeout, plan_eval
@@ -280,12 +281,12 @@ class SweepRunner:
                             self._submit(actor, run.shard, "episode")
                             continue
                     except RayActorError as exc:
-                        record = EpisodeRecord(run.job.task, run.job.episode_id, run.job.seed,
-                                               failure=f"worker process died ({type(exc).__name__})")
+                        record = failed_record(run.job, run.shard.cell.eval_config,
+                                               f"worker process died ({type(exc).__name__})")
                         actor = self._replace(ray, actor)
                     except RayError as exc:  # the shard's worker could not start (no server, no model)
-                        record = EpisodeRecord(run.job.task, run.job.episode_id, run.job.seed,
-                                               failure=f"{type(exc).__name__}: {str(exc).splitlines()[-1]}")
+                        record = failed_record(run.job, run.shard.cell.eval_config,
+                                               f"{type(exc).__name__}: {str(exc).splitlines()[-1]}")
                         actor = self._replace(ray, actor)
                     released = self._finish(ray, run, record, actor)
                     if released is not None:
@@ -296,9 +297,8 @@ class SweepRunner:
                         continue
                     del self.running[ref]
                     actor = self._replace(ray, run.actor)
-                    record = EpisodeRecord(run.job.task, run.job.episode_id, run.job.seed,
-                                           failure=f"timeout: no result after {run.limit_s:.0f} s ({run.stage} "
-                                                   "watchdog)")
+                    record = failed_record(run.job, run.shard.cell.eval_config,
+                                           f"timeout: no result after {run.limit_s:.0f} s ({run.stage} watchdog)")
                     released = self._finish(ray, run, record, actor)
                     if released is not None:
                         free.append(released)

@@ -53,3 +53,10 @@ def test_names_from_before_the_split_still_resolve_and_say_what_they_are_now():
     with pytest.warns(FutureWarning, match="now 'simplerenv/google_move_near'"):
         assert resolve_suite("simpler/google_move_near")[0].name == "simplerenv/google_move_near"
     assert current_name("simplerenv_bridge") == "simplerenv_bridge"
+
+
+def test_a_suite_may_join_suites_and_tasks_with_commas():
+    names = [s.name for s in resolve_suite("simplerenv/widowx_stack_cube,ms3_twin_bridge,simplerenv/widowx_stack_cube")]
+    assert names == ["simplerenv/widowx_stack_cube", *SUITES["ms3_twin_bridge"]]
+    with pytest.raises(ValueError, match="unknown suite or task 'nope'"):
+        resolve_suite("simplerenv_bridge,nope")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from envs.real2sim_workers import real2sim_python
-from runtime.app.evaluation import EvalConfig, plan_eval, run_eval
+from envs.registry import SUITES
+from runtime.app.evaluation import EvalConfig, plan_eval, robot_parts, run_eval
 from tests.conftest import REPO, TINY
 
 CARROT = "simplerenv/widowx_carrot_on_plate"
@@ -26,6 +27,12 @@ def test_max_steps_sets_the_horizon_beyond_the_registered_one(monkeypatch):
     assert [(job.task, job.max_steps) for job in plan.jobs] == [(task, 120) for task in FIRST_FRAME_EPISODES]
     official = plan_eval(EvalConfig(suite="simplerenv_bridge", model=str(TINY), episodes=1))
     assert [job.max_steps for job in official.jobs] == [60, 60, 60, 120]
+
+
+def test_the_nine_task_suite_runs_in_one_part_per_robot():
+    assert robot_parts("simplerenv") == [",".join(SUITES["simplerenv_bridge"]),
+                                         ",".join(SUITES["simplerenv_google_vm"])]
+    assert robot_parts("simplerenv_bridge") == [",".join(SUITES["simplerenv_bridge"])]
 
 
 def _pack_tools(data_dir: Path) -> Path:
@@ -100,3 +107,17 @@ def test_a_bridge_episode_through_vlart_serve_records_simulator_horizon_and_grid
     assert served["ensemble_horizon"] == 7  # the model's own WidowX conventions (CogACT's widowx_bridge: K = 7)
     actions = np.load(record["trace"])["actions"]
     assert actions.shape == (steps, 7) and np.isfinite(actions).all()
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_both_robots_in_one_run_each_part_with_its_own_conventions(real2sim_assets, tmp_path):
+    suite = "simplerenv/widowx_carrot_on_plate,simplerenv/google_pick_coke_can"
+    result = run_eval(EvalConfig(suite=suite, model=str(TINY), episodes=1, max_steps=2, out=tmp_path, video=False),
+                      progress=False)
+    assert list(result["tasks"]) == ["simplerenv/google_pick_coke_can", CARROT]
+    assert all(record["failure"] is None and record["steps"] == 2 for record in result["episodes"])
+    horizons = [part["provenance"]["model_config"]["actions"]["ensemble_horizon"] for part in result["parts"]]
+    assert horizons == [7, 2] and [part["suite"] for part in result["parts"]] == suite.split(",")
+    assert json.loads((tmp_path / "results.json").read_text())["suite"] == suite
+    assert (tmp_path / "part1" / "results.json").is_file() and (tmp_path / "part2" / "results.json").is_file()
