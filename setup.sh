@@ -144,7 +144,7 @@ setup_real2sim() {
     if needs_vulkan_layer; then
         build_vulkan_layer "$venv"
     fi
-    echo "setup: SimplerEnv (Google robot) is set up in $(pwd)/$venv"
+    echo "setup: the original SimplerEnv (simplerenv/ tasks: Bridge and Google robot) is set up in $(pwd)/$venv"
 }
 
 main() {
