@@ -118,6 +118,11 @@ def current_name(name: str) -> str:
     return name
 
 
+def current_suite(name: str) -> str:
+    """A ``--suite`` value (names joined by commas) with every name as the registry spells it now."""
+    return ",".join(current_name(part.strip()) for part in name.split(","))
+
+
 def resolve_suite(name: str) -> list[TaskSpec]:
     """A suite or task name, or several joined by commas (names from before the split included) -> their tasks, in
     order, each once."""

@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Optional
 from envs.episodes import PolicyConnection, connect_remote, failed_record, serve_jobs
 from envs.eval_config import EpisodeJob, EvalConfig
 from envs.real2sim_workers import Real2SimWorkerProcess
-from envs.registry import TaskSpec, current_name, resolve_suite
+from envs.registry import TaskSpec, current_suite, resolve_suite
 from envs.results import EpisodeRecord, summary_table, write_results
 from runtime.app.policy_service import ServerProcess, ServerSpec
 from runtime.core.budgets import budget_from_file
@@ -53,7 +53,7 @@ class EvalPlan:
 def plan_eval(config: EvalConfig) -> EvalPlan:
     """Resolve ``config.suite`` and check that the run can go ahead (one simulator, one robot's conventions, a grid
     to draw the episodes from) before anything starts."""
-    config = dataclasses.replace(config, suite=",".join(current_name(part) for part in config.suite.split(",")))
+    config = dataclasses.replace(config, suite=current_suite(config.suite))
     tasks = tuple(resolve_suite(config.suite))
     config = _with_task_conventions(config, tasks)
     return EvalPlan(config, tasks, _suite_backend(config, tasks), tuple(_jobs(config, tasks)))
@@ -188,6 +188,7 @@ def run_eval(config: EvalConfig, progress: bool = True, worker: Callable[..., No
     A suite of several robots (``simplerenv``: WidowX and Google robot) runs in parts, one per robot, each with its
     own server, under ``out/partN``; ``results.json`` then holds every episode and each part's settings.
     ``worker``: a ManiSkill3 worker process's entry point (``worker_main``'s arguments; a test's wraps it)."""
+    config = dataclasses.replace(config, suite=current_suite(config.suite))  # an old name warns here, once
     parts = robot_parts(config.suite)
     if len(parts) == 1:
         return _run_part(config, progress, worker)
