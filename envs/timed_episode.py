@@ -84,8 +84,8 @@ class TimingConfig:
 
 
 def latency_from_profile(spec: str, scale: float = 1.0) -> tuple[float, str]:
-    """``PROFILE.json[:PRESET]`` (a ``vlart profile --json`` file) -> (p50 of the whole predict x ``scale`` in ms,
-    a description). Without a preset, the file's first run."""
+    """``PROFILE.json[:LABEL]`` (a ``vlart profile --json`` file; a run's label is its preset, ``PRESET+compiled``
+    when compiled) -> (p50 of the whole predict x ``scale`` in ms, a description). Without a label, the first run."""
     if not scale > 0:
         raise ValueError(f"--latency-scale: expected > 0, got {scale}")
     path, preset = spec, ""
@@ -97,8 +97,9 @@ def latency_from_profile(spec: str, scale: float = 1.0) -> tuple[float, str]:
         raise ValueError(f"--latency-from: no such profile file: {path}") from None
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ValueError(f"--latency-from: {path} is not a `vlart profile --json` file (no 'runs')") from None
-    available = [run.get("preset") for run in runs]
-    chosen = next((run for run in runs if run.get("preset") == preset), None) if preset else (runs or [None])[0]
+    available = [run.get("label", run.get("preset")) for run in runs]  # label: since compiled runs (preset+compiled)
+    chosen = (next((run for run, name in zip(runs, available) if name == preset), None) if preset
+              else (runs or [None])[0])
     if chosen is None:
         raise ValueError(f"--latency-from: preset {preset!r} is not in {path}; it has: "
                          f"{', '.join(map(str, available))}")
@@ -106,7 +107,7 @@ def latency_from_profile(spec: str, scale: float = 1.0) -> tuple[float, str]:
     latency = round(p50 * scale, 3)
     scaled = f" x {scale:g}" if scale != 1.0 else ""
     machine = f"{chosen.get('model')} on {chosen.get('device')}"
-    return latency, f"{path}:{chosen['preset']} p50 {p50:.1f} ms{scaled} ({machine})"
+    return latency, f"{path}:{chosen.get('label', chosen['preset'])} p50 {p50:.1f} ms{scaled} ({machine})"
 
 
 class EpisodeSimulator:

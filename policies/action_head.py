@@ -149,11 +149,24 @@ class DiffusionTransformer(nn.Module):
         if self.feature_cache is not None:
             self.feature_cache.reset()
 
+    def blocks_with_branches(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """x (N, T + 1, H) through every block -> (x, each block's attention branch, each block's MLP branch): what
+        the feature cache runs at its refresh steps, a function of x alone (so it compiles to one graph)."""
+        attentions, mlps = [], []
+        for block in self.blocks:
+            attention = block.attention_branch(x)
+            x = x + attention
+            mlp = block.mlp_branch(x)
+            x = x + mlp
+            attentions.append(attention)
+            mlps.append(mlp)
+        return x, attentions, mlps
+
     def forward(self, noisy_actions: torch.Tensor, timesteps: torch.Tensor, cognition: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.embed_condition(timesteps, cognition), self.x_embedder(noisy_actions)], dim=1)
         x = x + self.positional_embedding
         if self.feature_cache is not None:
-            x = self.feature_cache.run(self.blocks, x)
+            x = self.feature_cache.run(self, x)
         else:
             for block in self.blocks:
                 x = block(x)

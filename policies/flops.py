@@ -120,6 +120,13 @@ def count_flops(policy: Any, shape: StepShape = StepShape()) -> dict[str, Any]:
             "action_head": round(action_head * gflops, 6),
             "total": round(paper_total * gflops, 6),
         },
+        "executed_gflops_by_stage": {  # what each profiled stage runs, attention scores included
+            "vision": round((vision_executed + vision["attention"]) * gflops, 6),
+            "projector": round(projector * gflops, 6),
+            "llm": round((llm + selection + llm_attention) * gflops, 6),
+            "action_head": round((action_head + dit_attention) * gflops, 6),
+            "total": round((executed_linear + attention) * gflops, 6),
+        },
         "attention_scores_gflops": round(attention * gflops, 6),
         "executed_linear_gflops": round(executed_linear * gflops, 6),
         "executed_gflops": round((executed_linear + attention) * gflops, 6),

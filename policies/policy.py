@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from policies.action_head import DiffusionTransformer
+from policies.compilation import CompileReport
 from policies.config import PolicyConfig
 from policies.continuation import ChunkInpainting, inpainting_for
 from policies.diffusion import DDIMActionSampler
@@ -62,6 +63,7 @@ class CogACTPolicy(nn.Module):
         self.sampler = DDIMActionSampler(config.sampler)
         self.statistics = statistics
         self.preset = "baseline"
+        self.compilation: Optional[CompileReport] = None  # set by policies.compilation.compile_policy
         self.ensemble = self.new_ensemble()
 
     def new_ensemble(self) -> Optional[AdaptiveActionEnsemble]:
@@ -82,6 +84,7 @@ class CogACTPolicy(nn.Module):
             "device": str(self.device),
             "dtype": self.config.runtime.dtype,
             "preset": self.preset,
+            "compiled": self.compilation.parts if self.compilation is not None else [],
             "num_inference_steps": self.config.sampler.num_inference_steps,
             "cfg_scale": self.config.sampler.cfg_scale,
             "continuation_method": self.config.sampler.continuation_method,

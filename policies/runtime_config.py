@@ -23,12 +23,14 @@ def dtype_name(value: str, option: str) -> str:
 @dataclass
 class RuntimeConfig:
     """Where and how the weights live. ``init_seed`` makes a randomly initialised model reproducible. ``timing``:
-    ``stages`` (per-stage times in every output), ``steps`` (also each DDIM step), ``off``."""
+    ``stages`` (per-stage times in every output), ``steps`` (also each DDIM step), ``off``. ``compile``: run
+    compiled forward passes (``policies.compilation``; applied where presets are, after the preset)."""
 
     device: str = "cpu"
     dtype: str = "float32"
     init_seed: int = 0
     timing: str = "stages"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

@@ -7,8 +7,12 @@ only the embedders, the positional embedding and the final layer run. Caches are
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from policies.action_head import DiffusionTransformer
 
 
 class DiTFeatureCache:
@@ -26,19 +30,12 @@ class DiTFeatureCache:
         self.step = 0
         self._attention, self._mlp = [], []
 
-    def run(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-        """x (N, 17, H) through the blocks, refreshing or reusing the cached branch outputs."""
+    def run(self, head: "DiffusionTransformer", x: torch.Tensor) -> torch.Tensor:
+        """x (N, 17, H) through ``head``'s blocks, refreshing or reusing the cached branch outputs."""
         refresh = self.step % self.interval == 0 or not self._attention or self._attention[0].shape != x.shape
         if refresh:
-            self._attention, self._mlp = [], []
-            for block in blocks:
-                attention = block.attention_branch(x)
-                x = x + attention
-                mlp = block.mlp_branch(x)
-                x = x + mlp
-                self._attention.append(attention)
-                self._mlp.append(mlp)
-                self.block_calls += 1
+            x, self._attention, self._mlp = head.blocks_with_branches(x)
+            self.block_calls += len(self._attention)
         else:
             for attention, mlp in zip(self._attention, self._mlp):
                 x = x + attention + mlp

@@ -11,6 +11,19 @@ MODEL_HELP = ("model config YAML, vlart checkpoint directory, CogACT release dir
               "(cogact-tiny)")
 PRESET_HELP = "acceleration preset (configs/presets: efficientvla, tokens-only, cache-only, layers-mlp, fastv, ...)"
 PLAN_HELP = "calibration plan from `vlart calibrate` (without one, presets that prune calibrate on the spot)"
+COMPILE_HELP = ("compiled forward passes (torch.compile; checked against eager, which it falls back to): the same as "
+                "--set runtime.compile=true")
+
+
+class CompileFlag(argparse.Action):
+    """``--compile``: appends ``runtime.compile=true`` to ``--set``'s overrides, where every command reads them."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, "on")
+        namespace.set = [*(namespace.set or []), "runtime.compile=true"]
 
 
 def model_options(
@@ -20,9 +33,11 @@ def model_options(
     plan: bool = False,
     device: bool = False,
     unnorm_key: bool = False,
+    compile: Literal["none", "flag", "both"] = "none",
 ) -> argparse.ArgumentParser:
     """A parent parser (``parents=[...]``) with the model options a command takes: ``--model``, ``--set``
-    (always), ``--preset`` (one, or repeatable), ``--plan``, ``--device``, ``--unnorm-key``."""
+    (always), ``--preset`` (one, or repeatable), ``--plan``, ``--device``, ``--unnorm-key``, ``--compile`` (a flag,
+    or ``--compile [on|both]`` where eager and compiled can run side by side)."""
     options = argparse.ArgumentParser(add_help=False)
     if model != "none":
         options.add_argument("--model", required=model == "required", default=None, help=MODEL_HELP)
@@ -38,6 +53,12 @@ def model_options(
         options.add_argument("--device", default=None, help="torch device (default: the config's runtime.device)")
     if unnorm_key:
         options.add_argument("--unnorm-key", default=None, help="dataset statistics key (default: the model's)")
+    if compile == "flag":
+        options.add_argument("--compile", action=CompileFlag, default="off", help=COMPILE_HELP)
+    elif compile == "both":
+        options.add_argument("--compile", nargs="?", const="on", default="off", choices=["off", "on", "both"],
+                             help="on (the flag alone): compiled forward passes (runtime.compile); both: every preset "
+                                  "eager and compiled, interleaved")
     return options
 
 

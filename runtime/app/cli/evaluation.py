@@ -55,7 +55,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.ddim_steps:
         overrides.append("runtime.timing=steps")
     result = profile_policy(args.model, args.preset or ["baseline"], steps=args.steps, warmup=args.warmup,
-                            budget_path=args.budget, overrides=overrides, device=args.device, plan_path=args.plan)
+                            budget_path=args.budget, overrides=overrides, device=args.device, plan_path=args.plan,
+                            compile_mode=args.compile)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
@@ -87,7 +88,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "eval", help="evaluate a policy on simulator tasks (SIMPLER)",
         description="--model is served by vlart unless --connect names a running server.",
-        parents=[model_options(model="optional", presets="one", plan=True, unnorm_key=True)])
+        parents=[model_options(model="optional", presets="one", plan=True, unnorm_key=True, compile="flag")])
     evaluate.add_argument("--suite", required=True,
                           help="suite (simplerenv_bridge, simplerenv_google_vm, simplerenv: SIMPLER as published; "
                                "ms3_twin_bridge: ManiSkill3's twins; quick) or task (simplerenv/..., ms3_twin/...)")
@@ -110,7 +111,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                "(default 0: only the frozen rows, RTC's hard mask, chosen on the held-out grid; "
                                "all: the whole remaining plan, RTC's soft region)")
     evaluate.add_argument("--latency-ms", type=float, default=None, help="--timing delay: the inference latency")
-    evaluate.add_argument("--latency-from", default=None, metavar="PROFILE.json[:PRESET]",
+    evaluate.add_argument("--latency-from", default=None, metavar="PROFILE.json[:LABEL]",
                           help="--timing delay: the p50 of the whole predict in a `vlart profile --json` file")
     evaluate.add_argument("--latency-scale", type=float, default=1.0,
                           help="multiply --latency-from's latency (e.g. to model a slower or faster machine)")
@@ -137,7 +138,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Every preset's policy is built first (all are held in memory at once), then the presets take "
                     "turns, one step each per round on the same frame and seed; the speedup over the first preset "
                     "is given from the p50 and from the mean of the whole predict.",
-        parents=[model_options(presets="many", plan=True, device=True)])
+        parents=[model_options(presets="many", plan=True, device=True, compile="both")])
     profile.add_argument("--steps", type=int, default=20, help="counted rounds (default 20)")
     profile.add_argument("--warmup", type=int, default=3, help="warm-up rounds, not counted (default 3)")
     profile.add_argument("--budget", default=None, help="budget YAML (configs/budgets/); default: one control period")

@@ -123,7 +123,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict", help="one action chunk for one image and instruction",
-        parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True)])
+        parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True, compile="flag")])
     predict.add_argument("--image", required=True, help="RGB image file (PNG, JPEG)")
     predict.add_argument("--instruction", required=True, help="language instruction")
     predict.add_argument("--seed", type=int, default=0, help="seed of the initial diffusion noise (default 0)")

@@ -119,7 +119,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve a policy over ZeroMQ",
-                                parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True)])
+                                parents=[model_options(presets="one", plan=True, device=True, unnorm_key=True,
+                                                       compile="flag")])
     serve.add_argument("--protocol", choices=PROTOCOLS, default="zmq",
                        help="zmq: vlart's protocol (docs/protocol.md; default); openpi: a websocket endpoint for "
                             "openpi-client; vla-eval: a model server for allenai's vla-eval harness")

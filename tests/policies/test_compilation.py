@@ -1,0 +1,146 @@
+"""Compiled inference (``runtime.compile``): the same chunks as eager within 1e-4 for every preset, unbatched and
+batched, with and without a continuation prefix, with no compile after the server's warm-up; a compile that fails or
+answers differently leaves the policy eager with one warning."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from policies.acceleration.calibration import calibrate
+from policies.api.interface import ChunkContinuation, Observation
+from policies.compilation import compile_policy
+from policies.loading import load_policy
+from policies.presets import apply_preset, available_presets, load_preset
+from tests.conftest import TINY
+from tests.policies.test_batching import INSTRUCTIONS, frames, run_alone, run_batched
+
+TOLERANCE = 1e-4
+DEEP_TINY = ["llm.num_layers=8"]  # deep enough for the presets that drop layers
+PARTS = ["vision", "projector", "llm", "action_head"]
+
+
+def graph_count() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def steps_with_continuations(images: list[np.ndarray]) -> list[list[tuple]]:
+    """Two steps of three sessions; at the second, two of them continue a plan (one frozen row, two frozen rows)."""
+    prefix = np.tile(np.array([[0.01, -0.02, 0.0, 0.0, 0.01, 0.0, 1.0]]), (4, 1))
+    first = [(Observation(image, text), i, None) for i, (image, text) in enumerate(zip(images, INSTRUCTIONS))]
+    second = [(Observation(images[0], INSTRUCTIONS[0]), 10, ChunkContinuation(prefix, 2)),
+              (Observation(images[1], INSTRUCTIONS[1]), 11, None),
+              (Observation(images[2], INSTRUCTIONS[2]), 12, ChunkContinuation(prefix[:3] * 2, 1))]
+    return [first, second]
+
+
+def assert_close(got_steps, expected_steps):
+    for got_step, expected_step in zip(got_steps, expected_steps):
+        for got, expected in zip(got_step, expected_step):
+            assert not isinstance(got, Exception), got
+            np.testing.assert_allclose(got.actions, expected.actions, atol=TOLERANCE, rtol=0)
+            np.testing.assert_allclose(got.action, expected.action, atol=TOLERANCE, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    policy = load_policy(TINY, overrides=DEEP_TINY)
+    return calibrate(policy, [Observation(image, text) for image, text in zip(frames(3), INSTRUCTIONS)])
+
+
+@pytest.mark.parametrize("preset", available_presets())
+def test_compiled_equals_eager_for_every_preset(preset, plan):
+    eager = apply_preset(load_policy(TINY, overrides=DEEP_TINY), load_preset(preset), plan)
+    compiled = apply_preset(load_policy(TINY, overrides=DEEP_TINY), load_preset(preset), plan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fall-back to eager would warn: it must not happen here
+        report = compile_policy(compiled)
+    assert report.parts == PARTS and report.fallback is None and report.max_abs_diff <= TOLERANCE
+    assert compiled.metadata["compiled"] == PARTS
+    graphs = graph_count()
+    steps = steps_with_continuations(frames(3))
+    assert_close(run_alone(compiled, steps), run_alone(eager, steps))
+    assert_close(run_batched(compiled, steps), run_alone(eager, steps))
+    # The warm-up compiled every graph: new seeds, prompts, batch sizes and continuations compile nothing more.
+    assert graph_count() == graphs
+
+
+def test_the_demo_model_compiles_to_the_same_chunks():
+    eager, compiled = load_policy("checkpoints/cogact-demo"), load_policy("checkpoints/cogact-demo")
+    report = compile_policy(compiled)
+    assert report.parts == PARTS and report.fallback is None
+    steps = steps_with_continuations(frames(3))
+    assert_close(run_alone(compiled, steps), run_alone(eager, steps))
+    assert_close(run_batched(compiled, steps), run_alone(eager, steps))
+
+
+def test_a_compile_that_fails_leaves_the_policy_eager_with_one_warning(monkeypatch):
+    policy, eager = load_policy(TINY), load_policy(TINY)
+
+    def broken_compile(function, **options):
+        def compiled(*args, **kwargs):
+            raise RuntimeError("inductor: no C++ compiler")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match=r"runs eagerly: .*no C\+\+ compiler") as caught:
+        report = compile_policy(policy)
+    assert len(caught) == 1
+    assert not report.compiled and policy.metadata["compiled"] == []
+    steps = steps_with_continuations(frames(3))
+    assert_close(run_alone(policy, steps), run_alone(eager, steps))
+
+
+def test_a_compile_that_answers_differently_is_not_used(monkeypatch):
+    policy, eager = load_policy(TINY), load_policy(TINY)
+
+    def wrong_compile(function, **options):
+        def compiled(*args, **kwargs):
+            out = function(*args, **kwargs)
+            return out + 1e-2 if isinstance(out, torch.Tensor) else out
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", wrong_compile)
+    with pytest.warns(RuntimeWarning, match="differs from eager by up to"):
+        report = compile_policy(policy)
+    assert not report.compiled and report.max_abs_diff > TOLERANCE
+    steps = steps_with_continuations(frames(3))
+    assert_close(run_alone(policy, steps), run_alone(eager, steps))
+
+
+def test_a_part_that_fails_after_warm_up_answers_eagerly_and_stays_eager(monkeypatch):
+    from policies.compilation import CompiledPart
+
+    policy, eager = load_policy(TINY), load_policy(TINY)
+    broken = []
+
+    def flaky_compile(function, **options):
+        def compiled(*args, **kwargs):
+            if broken and function.__name__ == "encode":  # after the warm-up: a shape the compiler cannot handle
+                raise RuntimeError("a new shape broke the compiler")
+            return function(*args, **kwargs)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", flaky_compile)
+    assert compile_policy(policy).compiled
+    broken.append(True)
+    obs = Observation(frames(1)[0], "pick coke can")
+    with pytest.warns(RuntimeWarning, match="the compiled vision failed .*broke the compiler.*; it runs eagerly"):
+        got = policy.session().predict_action(obs, seed=3)
+    np.testing.assert_allclose(got.actions, eager.session().predict_action(obs, seed=3).actions, atol=TOLERANCE)
+    assert not isinstance(policy.vision.encode, CompiledPart)  # the part went back to eager for good
+    assert isinstance(policy.action_head.forward, CompiledPart)  # the others stay compiled
+
+
+def test_bad_input_to_a_compiled_policy_is_the_callers_error(monkeypatch):
+    from policies.compilation import CompiledPart
+
+    policy = load_policy(TINY)
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
+    compile_policy(policy)
+    with pytest.raises(ValueError, match="instructions"):
+        policy.sample_normalized([frames(1)[0]], [], seed=0)
+    with pytest.raises(RuntimeError):
+        policy.action_head(torch.zeros(1, 3, 7), torch.zeros(1, dtype=torch.long), torch.zeros(1, 5))
+    assert isinstance(policy.action_head.forward, CompiledPart) and policy.action_head.forward.active
