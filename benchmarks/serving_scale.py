@@ -1,13 +1,13 @@
 """Serving several robots from one policy process: dynamic batching off vs on, and the openpi endpoint's overhead.
 
     .venv/bin/python -m benchmarks.serving_scale [--models checkpoints/cogact-demo cogact-small]
-        [--clients 1 2 4 8] [--requests 6] [--rounds 2] [--batch-wait-ms 0 5] [--openpi-requests 300]
+        [--clients 1 2 4 8] [--requests 6] [--rounds 2] [--batch-wait-ms 0 5] [--compiled] [--openpi-requests 300]
         [--eval-episodes 24 --eval-workers 2 4 --eval-batch-wait-ms 0 100] [--out docs/results/serving_scale.json]
 
 1. **Scaling.** Per model, ``vlart serve`` processes with batching off (``--max-batch 1``) and on (``--max-batch``
-   the largest client count), one for each ``--batch-wait-ms``. For each client count n, n client threads (one
-   ``PolicyClient``, one ZeroMQ session each) start together and send ``--requests`` 224x224 infers each, back to
-   back, as robots in lockstep would. Throughput = requests / wall time; latency = each request's round trip (p50,
+   the largest client count), one for each ``--batch-wait-ms`` (with ``--compiled``, also a compiled one). For each
+   client count n, n client threads (one ``PolicyClient``, one ZeroMQ session each) start together and send
+   ``--requests`` 224x224 infers each, back to back, as robots in lockstep would. Throughput = requests / wall time; latency = each request's round trip (p50,
    p99); batch = the mean ``batch_size`` of the replies. The configurations are interleaved: every round runs each
    (n, mode) once, in rotating order.
 2. **openpi endpoint.** One client, the tiny model, ``vlart serve --protocol openpi`` vs ``vlart serve`` (ZeroMQ),
@@ -81,15 +81,16 @@ def run_clients(endpoint: str, clients: int, requests: int, images: list[np.ndar
 
 
 def scaling(models: list[str], client_counts: list[int], requests: int, rounds: int,
-            waits_ms: list[float]) -> list[dict]:
+            waits_ms: list[float], compiled: bool = False) -> list[dict]:
     images = frames(8)
     rows = []
     for model in models:
         servers = {"off": ServeProcess(model, "--bind", "tcp://127.0.0.1:*", "--max-batch", "1")}
         for wait in waits_ms:
-            servers[f"on, wait {wait:g} ms"] = ServeProcess(
-                model, "--bind", "tcp://127.0.0.1:*", "--max-batch", str(max(client_counts)),
-                "--batch-wait-ms", str(wait))
+            for compile_flag in ([], ["--compile"]) if compiled else ([],):
+                name = f"on, wait {wait:g} ms" + (", compiled" if compile_flag else "")
+                servers[name] = ServeProcess(model, "--bind", "tcp://127.0.0.1:*", "--max-batch",
+                                             str(max(client_counts)), "--batch-wait-ms", str(wait), *compile_flag)
         names = list(servers)
         results: dict[tuple[int, str], list[dict]] = {}
         try:
@@ -212,6 +213,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-wait-ms", nargs="+", type=float, default=[0.0, 5.0],
                         help="one batching server per wait")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also a compiled batching server (vlart serve --compile) per --batch-wait-ms")
     parser.add_argument("--openpi-requests", type=int, default=300, help="0: skip the openpi comparison")
     parser.add_argument("--eval-episodes", type=int, default=0, help="0: skip the evaluation runs")
     parser.add_argument("--eval-workers", nargs="+", type=int, default=[2, 4])
@@ -220,19 +223,20 @@ def main() -> int:
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
-    rows = scaling(args.models, args.clients, args.requests, args.rounds, args.batch_wait_ms) if args.models else []
+    rows = (scaling(args.models, args.clients, args.requests, args.rounds, args.batch_wait_ms, args.compiled)
+            if args.models else [])
     openpi = openpi_overhead(args.openpi_requests) if args.openpi_requests else None
     eval_rows = (evaluation(args.eval_episodes, args.eval_workers, args.eval_batch_wait_ms) if args.eval_episodes
                  else [])
 
     if rows:
-        print(f"\n{'model':<14} {'clients':>7} {'batching':>18} {'inf/s':>8} {'p50 ms':>9} {'p99 ms':>9} "
+        print(f"\n{'model':<14} {'clients':>7} {'batching':>28} {'inf/s':>8} {'p50 ms':>9} {'p99 ms':>9} "
               f"{'x off':>6} {'batch':>6}")
         for row in rows:
             off = next(r for r in rows if r["model"] == row["model"] and r["clients"] == row["clients"]
                        and r["batching"] == "off")
             row["speedup_vs_off"] = round(row["throughput_per_s"] / off["throughput_per_s"], 2)
-            print(f"{Path(row['model']).name:<14} {row['clients']:>7} {row['batching']:>18} "
+            print(f"{Path(row['model']).name:<14} {row['clients']:>7} {row['batching']:>28} "
                   f"{row['throughput_per_s']:>8.2f} {row['latency_p50_ms']:>9.1f} {row['latency_p99_ms']:>9.1f} "
                   f"{row['speedup_vs_off']:>6.2f} {row['mean_batch']:>6.2f}")
     if openpi:
