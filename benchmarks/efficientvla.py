@@ -9,7 +9,9 @@ tasks, disjoint from the calibration frames), else the sample Bridge frame. The 
 frames and every preset uses that plan. For each preset and frame: ``predict_action`` with the same seeds as the
 baseline, latency from the policy's stage timers, and fidelity of the unnormalised 16x7 chunk against the
 baseline's (cosine similarity and L2 distance, mean over frames). All presets' models are held at once and take
-turns on each frame. With random weights the fidelity numbers say nothing about task success.
+turns on each frame. With random weights the fidelity numbers say nothing about task success. The roofline: the
+machine's matrix-multiply peak, measured before and after the rounds (``policies.roofline``), and each preset's
+executed GFLOPs over its p50 as achieved GFLOP/s and a fraction of that peak.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def main() -> int:
     from policies.acceleration.calibration import calibrate
     from policies.flops import StepShape, count_flops
     from policies.loading import load_policy
+    from policies.roofline import matmul_peak_gflops
     from runtime.app.calibration_data import calibration_observations
     from runtime.app.policy_loader import load_policy_with_preset
     from runtime.app.profile import round_robin
@@ -82,6 +85,8 @@ def main() -> int:
     policies = {name: load_policy_with_preset(args.model, name, args.plan) for name in args.presets}
     for _ in round_robin(policies, ((observations[0], step) for step in range(args.warmup))):
         pass  # warm-up rounds: not counted
+    first = policies[args.presets[0]]
+    peaks = [matmul_peak_gflops(first.device, first.action_head.positional_embedding.dtype)]
     totals = {name: [] for name in policies}
     stages: dict[str, dict[str, list[float]]] = {name: {} for name in policies}
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in policies}
@@ -92,6 +97,8 @@ def main() -> int:
             stages[name].setdefault(stage, []).append(ms)
         if round_index < len(observations):  # the first repeat: one chunk per frame for fidelity
             chunks[name].append(out.actions.astype(np.float64))
+    peaks.append(matmul_peak_gflops(first.device, first.action_head.positional_embedding.dtype))
+    peak = max(peaks)
     rows = []
     reference = chunks["baseline"]
     for name, policy in policies.items():
@@ -107,6 +114,8 @@ def main() -> int:
             "latency_p95_ms": round(percentile(totals[name], 95), 2),
             "stage_mean_ms": {s: round(float(np.mean(v)), 2) for s, v in stages[name].items()},
             "gflops": flops["gflops"]["total"],
+            "executed_gflops": flops["executed_gflops"],
+            "achieved_gflops_per_s": round(flops["executed_gflops"] / (percentile(totals[name], 50) / 1e3), 2),
             "fidelity_cosine": round(float(np.mean(cosines)), 4),
             "fidelity_l2": round(float(np.mean(distances)), 5),
         })
@@ -114,17 +123,21 @@ def main() -> int:
     for row in rows:
         row["speedup"] = round(base["latency_p50_ms"] / row["latency_p50_ms"], 3)
         row["flops_ratio"] = round(row["gflops"] / base["gflops"], 4)
+        row["fraction_of_peak"] = round(row["achieved_gflops_per_s"] / peak, 4)
 
     print(f"{Path(args.model).stem}: {len(observations)} frames ({source}) x {args.repeats}, calibration on "
           f"{len(calibration)} ({calibration_source}); {text_tokens} text tokens")
     print(f"{'preset':<24}{'layers':>7}{'mlp':>6}{'p50 ms':>10}{'p95 ms':>10}{'speedup':>9}{'FLOPs':>8}"
-          f"{'cos vs base':>12}{'L2 vs base':>12}")
+          f"{'cos vs base':>12}{'L2 vs base':>12}{'GFLOP/s':>9}{'%peak':>7}")
     for row in rows:
         print(f"{row['preset']:<24}{row['llm_layers']:>7}{row['mlp_width']:>6}{row['latency_p50_ms']:>10.1f}"
               f"{row['latency_p95_ms']:>10.1f}{row['speedup']:>8.2f}x{100 * row['flops_ratio']:>7.1f}%"
-              f"{row['fidelity_cosine']:>12.4f}{row['fidelity_l2']:>12.5f}")
+              f"{row['fidelity_cosine']:>12.4f}{row['fidelity_l2']:>12.5f}{row['achieved_gflops_per_s']:>9.1f}"
+              f"{100 * row['fraction_of_peak']:>6.1f}%")
+    print(f"matrix-multiply peak: {peak:.1f} GFLOP/s (before the rounds {peaks[0]:.1f}, after {peaks[1]:.1f})")
     write_stamped(args.out, {"benchmark": "efficientvla", "frames": source, "calibration": calibration_source,
-                             "plan": repo_relative(args.plan), "results": rows}, args.model)
+                             "plan": repo_relative(args.plan), "matmul_peak_gflops": round(peak, 2),
+                             "results": rows}, args.model)
     return 0
 
 

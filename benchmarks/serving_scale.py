@@ -7,9 +7,9 @@
 1. **Scaling.** Per model, ``vlart serve`` processes with batching off (``--max-batch 1``) and on (``--max-batch``
    the largest client count), one for each ``--batch-wait-ms`` (with ``--compiled``, also a compiled one). For each
    client count n, n client threads (one ``PolicyClient``, one ZeroMQ session each) start together and send
-   ``--requests`` 224x224 infers each, back to back, as robots in lockstep would. Throughput = requests / wall time; latency = each request's round trip (p50,
-   p99); batch = the mean ``batch_size`` of the replies. The configurations are interleaved: every round runs each
-   (n, mode) once, in rotating order.
+   ``--requests`` 224x224 infers each, back to back, as robots in lockstep would. Throughput = requests / wall
+   time; latency = each request's round trip (p50, p99); batch = the mean ``batch_size`` of the replies. The
+   configurations are interleaved: every round runs each (n, mode) once, in rotating order.
 2. **openpi endpoint.** One client, the tiny model, ``vlart serve --protocol openpi`` vs ``vlart serve`` (ZeroMQ),
    requests alternating between the two. Overhead = round trip - the policy server's ``server_total_ms`` (what the
    transport and, for openpi, the translation cost), p50 / p99 per path.

@@ -144,3 +144,17 @@ def test_bad_input_to_a_compiled_policy_is_the_callers_error(monkeypatch):
     with pytest.raises(RuntimeError):
         policy.action_head(torch.zeros(1, 3, 7), torch.zeros(1, dtype=torch.long), torch.zeros(1, 5))
     assert isinstance(policy.action_head.forward, CompiledPart) and policy.action_head.forward.active
+
+
+def test_the_compile_flag_compiles_the_served_and_predicting_policy(monkeypatch, capsys):
+    import json
+
+    from tests.conftest import REPO, run
+
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)
+    image = REPO / "configs" / "samples" / "bridge_table.png"
+    argv = ["predict", "--model", TINY, "--image", image, "--instruction", "pick", "--json"]
+    code, out, _ = run(capsys, *argv, "--compile")
+    assert code == 0 and json.loads(out)["compiled"] == PARTS
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and json.loads(out)["compiled"] == []

@@ -21,6 +21,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "instruction": args.instruction,
         "seed": args.seed,
         "preset": policy.preset,
+        "compiled": policy.metadata["compiled"],
         "unnorm_key": policy.conventions.unnorm_key,
         "action_names": list(policy.conventions.action_names),
         "actions": output.actions.tolist(),
