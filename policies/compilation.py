@@ -4,8 +4,8 @@ The four parts that do the arithmetic are compiled in place, each as its own gra
 projector, the language model (cognition feature) and the DiT (one denoising call, or with the feature cache its
 refresh steps' blocks; the DDIM loop around it, with its guidance batch, stays in Python). On CUDA they run as CUDA
 graphs ("reduce-overhead"), which removes the launch latency of the denoiser's many small kernels. On a CPU they are
-not frozen: freezing (weights as constants, pre-packed) was no faster on the demo model here, and a frozen graph
-misses the on-disk cache, which doubled a warm start.
+not frozen: freezing (weights as constants, pre-packed) was no faster on the demo model here, and frozen graphs
+miss the on-disk cache, so a warm start took longer.
 
 Shapes: the first call compiles for its shapes; a second batch size or prompt length makes torch compile one graph
 with those sizes symbolic, which then serves every batch and prompt (a batch of one keeps graphs of its own, and so
