@@ -50,6 +50,16 @@ install_torch() {
     "$python" -m pip --disable-pip-version-check -q install --no-deps "${args[@]}"
 }
 
+# `--compile` (torch.compile) generates C++ for the CPU and needs a C++ compiler; without one a compiled policy falls
+# back to eager with a warning. Installed only as root where apt-get exists.
+ensure_cxx() {
+    command -v g++ >/dev/null && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null && return 0
+    fi
+    echo "setup: no C++ compiler (g++): --compile runs eagerly on the CPU until one is installed" >&2
+}
+
 
 # SAPIEN renders on the CPU through Mesa's lavapipe, which must be Mesa >= 25. Debian bookworm ships 22; its
 # backports suite has 25. Installed only as root on Debian bookworm, and only where no GPU Vulkan driver exists.
@@ -155,6 +165,9 @@ main() {
     pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
     if has_extra policy && ! .venv/bin/python -c "import torch" 2>/dev/null; then
         install_torch .venv/bin/python
+    fi
+    if has_extra policy; then
+        ensure_cxx
     fi
     local pip_extras
     pip_extras=$(tr ',' '\n' <<<"$extras" | grep -vx real2sim | paste -sd, -)

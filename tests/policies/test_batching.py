@@ -32,12 +32,12 @@ def run_batched(policy, requests_per_step):
             for step in requests_per_step]
 
 
-def assert_same(batched, alone):
+def assert_same(batched, alone, tolerance=TOLERANCE):
     for batch_step, alone_step in zip(batched, alone):
         for got, expected in zip(batch_step, alone_step):
             assert not isinstance(got, Exception), got
-            np.testing.assert_allclose(got.actions, expected.actions, atol=TOLERANCE, rtol=0)
-            np.testing.assert_allclose(got.action, expected.action, atol=TOLERANCE, rtol=0)
+            np.testing.assert_allclose(got.actions, expected.actions, atol=tolerance, rtol=0)
+            np.testing.assert_allclose(got.action, expected.action, atol=tolerance, rtol=0)
 
 
 def three_steps(images):
