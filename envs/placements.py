@@ -3,10 +3,12 @@
 The source and target objects get positions drawn uniformly from the official positions' bounding box widened by
 ``MARGIN``, rejected if within ``MIN_POSITION_GAP`` of any official position of that object; an object the official
 grid never moves stays where it is (the eggplant task's target is an invisible plane marking the basket, which is
-part of the scene: moving the plane would move the goal away from the basket); the source object gets
-a yaw turn of 5 to 30 degrees (either sign) on top of an official orientation, rejected if it lands within
-``MIN_YAW_GAP`` of any official orientation. ``vlart demos`` trains on such placements and ``vlart eval`` with the
-held-out grid tests on them, so choices made on the official grid (the test set) can be checked elsewhere.
+part of the scene: moving the plane would move the goal away from the basket); the source object gets a yaw turn of
+5 to 30 degrees (either sign) on top of an official orientation, rejected if it lands within ``MIN_YAW_GAP`` of any
+official orientation. The source and target are redrawn while they lie closer than the official grid's closest pair
+(an episode that starts with the source touching the target measures nothing). ``vlart demos`` trains on such
+placements and ``vlart eval`` with the held-out grid tests on them, so choices made on the official grid (the test
+set) can be checked elsewhere.
 """
 
 from __future__ import annotations
@@ -45,7 +47,31 @@ class PlacementSampler:
         self.official_xyz = official_xyz  # (P, objects, 3)
         self.official_quat = official_quat  # (Q, objects, 4)
 
+    @property
+    def min_source_target_distance(self) -> float:
+        """The official grid's smallest xy distance between source (object 0) and target (object 1); 0 with one
+        object."""
+        if self.official_xyz.shape[1] < 2:
+            return 0.0
+        gaps = np.linalg.norm(self.official_xyz[:, 0, :2] - self.official_xyz[:, 1, :2], axis=1)
+        return float(gaps.min())
+
     def sample(self, rng: np.random.Generator) -> Placement:
+        while True:
+            xyz = self._positions(rng)
+            if xyz.shape[0] < 2 or np.linalg.norm(xyz[0, :2] - xyz[1, :2]) >= self.min_source_target_distance:
+                break
+        quat = self.official_quat[rng.integers(len(self.official_quat))].copy()
+        while True:
+            turn = rng.uniform(*YAW_TURN) * rng.choice([-1.0, 1.0])
+            source = quaternion_multiply(np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]), quat[0])
+            if min(quat_angle(source, q) for q in self.official_quat[:, 0]) >= MIN_YAW_GAP:
+                break
+        quat[0] = source
+        return Placement(xyz, quat)
+
+    def _positions(self, rng: np.random.Generator) -> np.ndarray:
+        """(objects, 3): each moved object's position drawn off its official positions (see the module docstring)."""
         objects = self.official_xyz.shape[1]
         xyz = np.empty((objects, 3))
         for i in range(objects):
@@ -59,14 +85,7 @@ class PlacementSampler:
                 if np.linalg.norm(official[:, :2] - xy, axis=1).min() >= MIN_POSITION_GAP:
                     break
             xyz[i] = [*xy, official[0, 2]]
-        quat = self.official_quat[rng.integers(len(self.official_quat))].copy()
-        while True:
-            turn = rng.uniform(*YAW_TURN) * rng.choice([-1.0, 1.0])
-            source = quaternion_multiply(np.array([np.cos(turn / 2), 0.0, 0.0, np.sin(turn / 2)]), quat[0])
-            if min(quat_angle(source, q) for q in self.official_quat[:, 0]) >= MIN_YAW_GAP:
-                break
-        quat[0] = source
-        return Placement(xyz, quat)
+        return xyz
 
     def heldout(self, episode_id: int, seed: int) -> Placement:
         """The held-out grid's episode ``episode_id``: the same placement for the same episode and seed."""

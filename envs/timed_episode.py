@@ -12,7 +12,8 @@ modes.
 
 Both real-time modes run ``runtime.ControlLoop``, the loop a robot runs, with the chosen execution strategy (hold,
 ensemble, blend, rtc); a new inference starts as soon as the previous one has delivered (the refill threshold is the
-chunk length), and the i-th inference is seeded with ``episode seed * 1000 + its tick``, as lockstep seeds step i.
+chunk length) or, with ``--replan-every s``, once s actions have executed; the i-th inference is seeded with
+``episode seed * 1000 + its tick``, as lockstep seeds step i.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class TimingConfig:
     latency_ms: Optional[float] = None
     latency_source: Optional[str] = None
     rtc_soft_rows: Optional[int] = 0  # rtc: overlap rows sent after the frozen ones (0: hard mask; None: whole plan)
+    # The open-loop horizon s: a chunk is asked for once s actions of the plan have executed (None: as soon as the
+    # previous one has delivered). With no latency and ``hold``, the robot runs s rows of each chunk blind.
+    replan_every: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.mode not in TIMING_MODES:
@@ -62,6 +66,9 @@ class TimingConfig:
             given = "all" if self.rtc_soft_rows is None else self.rtc_soft_rows
             raise ValueError(f"--rtc-soft-rows: expected rows >= 0 (or all) with --execution rtc, got {given} with "
                              f"--execution {self.execution}")
+        if self.replan_every is not None and (self.mode == "lockstep" or self.replan_every < 1):
+            raise ValueError(f"--replan-every: expected ticks >= 1 with --timing delay or wallclock, got "
+                             f"{self.replan_every} with --timing {self.mode}")
         if self.mode != "delay" and self.latency_ms is not None:
             raise ValueError(f"--latency-ms/--latency-from: only --timing delay simulates a latency (got --timing "
                              f"{self.mode})")
@@ -75,6 +82,8 @@ class TimingConfig:
     def describe(self, rates_hz: dict[str, float]) -> dict[str, Any]:
         """For results.json: the mode, the strategy and, in ``delay`` mode, the latency and d per task."""
         entry: dict[str, Any] = {"mode": self.mode, "execution": self.execution}
+        if self.replan_every is not None:
+            entry["replan_every"] = self.replan_every
         if self.execution == "rtc":
             entry["rtc_soft_rows"] = "all" if self.rtc_soft_rows is None else self.rtc_soft_rows
         if self.mode == "delay":
@@ -144,6 +153,16 @@ class EpisodeSimulator:
         return path
 
 
+def refill_threshold(chunk_length: int, replan_every: Optional[int]) -> int:
+    """The control loop's refill threshold that asks for a chunk every ``replan_every`` ticks: a chunk delivered
+    at tick t leaves T - 1 planned ticks after t, and T - s at tick t + s."""
+    if replan_every is None:
+        return chunk_length
+    if replan_every > chunk_length:
+        raise ValueError(f"--replan-every: expected at most the chunk length, {chunk_length}, got {replan_every}")
+    return chunk_length + 1 - replan_every
+
+
 def run_timed_episode(timing: TimingConfig, simulator: EpisodeSimulator, policy: Policy, seed: int, max_steps: int,
                       rate_hz: float) -> dict[str, Any]:
     """Run ``max_steps`` ticks of ``simulator`` under ``timing`` with ``policy``'s chunks (its conventions give the
@@ -151,7 +170,8 @@ def run_timed_episode(timing: TimingConfig, simulator: EpisodeSimulator, policy:
     conventions = policy.conventions
     delay_ticks = timing.delay_ticks(rate_hz)
     config = ControlLoopConfig(
-        rate_hz=rate_hz, refill_threshold=conventions.chunk_length, execution=timing.execution,
+        rate_hz=rate_hz, refill_threshold=refill_threshold(conventions.chunk_length, timing.replan_every),
+        execution=timing.execution,
         ensemble_alpha=conventions.ensemble_alpha if conventions.ensemble_alpha is not None else DEFAULT_ALPHA,
         ensemble_horizon=conventions.ensemble_horizon or 1, rtc_delay_ticks=delay_ticks or 0,
         rtc_soft_rows=timing.rtc_soft_rows,

@@ -23,6 +23,17 @@ def test_placements_never_coincide_with_the_grid():
         assert np.all(placement.xyz[:, :2] >= OFFICIAL_XYZ[:, :, :2].min(0) - 0.03 - 1e-9)
 
 
+def test_source_and_target_keep_the_official_grids_closest_distance():
+    # The official pairs are 0.05 apart at closest; the source's and target's ranges overlap, so unconstrained draws
+    # would put some sources on the target.
+    target_moves = OFFICIAL_XYZ.copy()
+    target_moves[:, 1, :2] = [[-0.15, 0.0], [-0.15, 0.05], [-0.25, 0.0], [-0.25, 0.05]]
+    sampler = PlacementSampler(target_moves, OFFICIAL_QUAT)
+    assert sampler.min_source_target_distance == pytest.approx(0.05)
+    gaps = [np.linalg.norm(np.subtract(*sampler.heldout(i, seed=i).xyz[:2, :2])) for i in range(200)]
+    assert min(gaps) >= 0.05 and max(gaps) > 0.1
+
+
 def test_an_object_the_grid_never_moves_stays_put():
     # The eggplant task's target: an invisible plane marking the basket, which is part of the scene.
     fixed = OFFICIAL_XYZ.copy()

@@ -9,7 +9,7 @@ import pytest
 
 from envs.episodes import run_episode
 from envs.eval_config import EpisodeJob, EvalConfig
-from envs.timed_episode import TimingConfig, latency_from_profile
+from envs.timed_episode import TimingConfig, latency_from_profile, refill_threshold
 from tests.conftest import TINY
 from policies.api.interface import Conventions, PolicyOutput
 from tests.runtime.app.test_evaluation import CARROT, StandInTask
@@ -34,6 +34,15 @@ def test_timing_config_names_the_flag_that_is_wrong():
     assert "rtc_soft_rows" not in TimingConfig("delay", "hold", latency_ms=0.0).describe({})
     with pytest.raises(ValueError, match="--execution: expected one of hold, ensemble, blend, rtc"):
         TimingConfig("delay", "average", latency_ms=0.0)
+    with pytest.raises(ValueError, match="--replan-every: expected ticks >= 1 with --timing delay or wallclock, got "
+                                         "4 with --timing lockstep"):
+        TimingConfig("lockstep", replan_every=4)
+    with pytest.raises(ValueError, match="--replan-every: expected ticks >= 1"):
+        TimingConfig("delay", "hold", latency_ms=0.0, replan_every=0)
+    assert TimingConfig("delay", "hold", latency_ms=0.0, replan_every=4).describe({})["replan_every"] == 4
+    assert "replan_every" not in TimingConfig("delay", "hold", latency_ms=0.0).describe({})
+    with pytest.raises(ValueError, match="--replan-every: expected at most the chunk length, 16, got 17"):
+        refill_threshold(16, 17)
 
 
 @pytest.mark.parametrize("latency_ms, ticks", [(0.0, 0), (1.0, 1), (200.0, 1), (200.5, 2), (234.0, 2), (121.0, 1),

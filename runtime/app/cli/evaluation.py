@@ -33,7 +33,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     latency_ms, source = args.latency_ms, "--latency-ms" if args.latency_ms is not None else None
     if args.latency_from:
         latency_ms, source = latency_from_profile(args.latency_from, args.latency_scale)
-    timing = TimingConfig(args.timing, args.execution, latency_ms, source, args.rtc_soft_rows)
+    timing = TimingConfig(args.timing, args.execution, latency_ms, source, args.rtc_soft_rows, args.replan_every)
     out = Path(args.out) if args.out else Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
     config = EvalConfig(
         suite=args.suite, model=args.model, via=args.via, connect=args.connect, episodes=args.episodes,
@@ -110,6 +110,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                           help="--execution rtc: overlap rows the new chunk softly follows after the frozen ones "
                                "(default 0: only the frozen rows, RTC's hard mask, chosen on the held-out grid; "
                                "all: the whole remaining plan, RTC's soft region)")
+    evaluate.add_argument("--replan-every", type=int, default=None, metavar="S",
+                          help="--timing delay/wallclock: ask for a chunk once S actions have executed (the "
+                               "open-loop horizon; default: as soon as the previous chunk has delivered)")
     evaluate.add_argument("--latency-ms", type=float, default=None, help="--timing delay: the inference latency")
     evaluate.add_argument("--latency-from", default=None, metavar="PROFILE.json[:LABEL]",
                           help="--timing delay: the p50 of the whole predict in a `vlart profile --json` file")

@@ -302,3 +302,47 @@ def test_rtc_soft_rows_caps_the_overlap_sent_after_the_frozen_rows():
     policy = TracedPolicy()
     run_virtual(policy, config, ticks=3, latency=lambda call: 0.0)
     assert [r.continuation for r in policy.requests] == [None, None, None]
+
+
+class TickTargetPolicy:
+    """Every row holds the tick it plans for (dx = 0.01, dy = request tick + row), so any prediction for a tick, and
+    any blend of them, equals that tick: an execution that ran row 0 (or any row but d) of a chunk that arrived d
+    ticks late would show dy = tick - d."""
+
+    def __init__(self, chunk: int = 16) -> None:
+        self.chunk = chunk
+        self.ticks: list[int] = []
+
+    def __call__(self, request):
+        self.ticks.append(request.tick)
+        chunk = np.zeros((self.chunk, 7), np.float32)
+        chunk[:, 0] = 0.01
+        chunk[:, 1] = request.tick + np.arange(self.chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("execution", ["hold", "ensemble", "blend", "rtc"])
+@pytest.mark.parametrize("delay", [0, 1, 2, 3, 4])
+def test_at_delay_d_every_execution_runs_row_d_of_the_new_chunk(execution, delay):
+    # At 5 Hz a latency of d x 0.2 s delivers the chunk asked for at tick t at tick t + d, where its row d runs:
+    # the robot never replays the rows that were meant for the ticks spent inferring.
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=16, execution=execution, rtc_delay_ticks=delay)
+    policy = TickTargetPolicy()
+    report, actions = run_virtual(policy, config, ticks=24, latency=lambda call: 0.2 * delay)
+    assert [a[0] == 0 for a in actions[:delay]] == [True] * delay  # nothing has arrived yet: hold
+    assert [float(a[1]) for a in actions[delay:]] == [float(tick) for tick in range(delay, 24)]
+    assert report.inference_delay_ticks_max == delay and report.stale_ticks == delay
+    if delay:
+        assert policy.ticks[:3] == [0, delay, 2 * delay]  # a new request as soon as the previous one delivered
+
+
+@pytest.mark.parametrize("every", [1, 2, 4, 8, 16])
+def test_replanning_every_s_ticks_runs_s_rows_of_each_chunk_blind(every):
+    from envs.timed_episode import refill_threshold
+
+    config = ControlLoopConfig(rate_hz=5, refill_threshold=refill_threshold(16, every), execution="hold",
+                               watchdog_s=float("inf"))  # as `vlart eval --timing delay` runs it
+    policy = TracedPolicy()
+    _, actions = run_virtual(policy, config, ticks=32, latency=lambda call: 0.0)
+    assert [r.tick for r in policy.requests] == list(range(0, 32, every))
+    assert traced(actions) == [(tick // every + 1, tick % every) for tick in range(32)]
