@@ -3,14 +3,16 @@
     MS_ASSET_DIR=... .venv/bin/python -m benchmarks.realtime [--model checkpoints/cogact-demo]
         [--tasks ms3_twin/widowx_spoon_on_towel ms3_twin/widowx_carrot_on_plate] [--delays 2 1 4 0]
         [--strategies hold ensemble blend rtc rtc-hard rtc-x0] [--accel hold rtc-hard] [--wallclock hold ensemble]
-        [--workers 2] [--grid official|heldout] [--out docs/results/realtime] [--runs runs/benchmarks/realtime]
+        [--workers 2] [--episodes N] [--grid official|heldout] [--out docs/results/realtime]
+        [--runs runs/benchmarks/realtime]
         [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
 every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
 chunk at tick t + d, for d = 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each
 execution (``rtc`` by RePaint inpainting with RTC's soft mask; ``rtc-hard``: only the frozen rows, ``--rtc-soft-rows
-0``; ``rtc-x0``: guidance through the predicted x0, ``sampler.continuation_method=x0_guidance``). ``--accel`` adds
+0``; ``rtc-x0``: guidance through the predicted x0, ``sampler.continuation_method=x0_guidance``; ``hold-sS``: hold,
+asking for a chunk only every S ticks, the open-loop horizon). ``--accel`` adds
 "what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies: the baseline at 234 ms (d = 2) is a
 cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added for the executions named. ``--wallclock`` adds
 one ``--timing wallclock`` run per task and execution (real time, this CPU's latency, through ``vlart serve``); run
@@ -50,8 +52,11 @@ EXECUTIONS = {
     "rtc": ["--execution", "rtc", "--rtc-soft-rows", "all"],  # RTC's soft mask (the cells' name predates the default)
     "rtc-hard": ["--execution", "rtc", "--rtc-soft-rows", "0"],
     "rtc-x0": ["--execution", "rtc", "--set", "sampler.continuation_method=x0_guidance"],
+    # The open-loop horizon: s rows of every chunk run before the next is asked for (hold at d = 0 is s = 1)
+    **{f"hold-s{s}": ["--execution", "hold", "--replan-every", str(s)] for s in (2, 4, 8)},
 }
-LABELS = {"rtc": "rtc soft mask", "rtc-hard": "rtc hard mask (default)", "rtc-x0": "rtc x0 guidance"}
+LABELS = {"rtc": "rtc soft mask", "rtc-hard": "rtc hard mask (default)", "rtc-x0": "rtc x0 guidance",
+          **{f"hold-s{s}": f"hold, a chunk every {s} ticks" for s in (2, 4, 8)}}
 PERIOD_MS = 200.0  # the Bridge tasks' 5 Hz
 PAPER_LATENCY_MS = {"baseline": 234.0, "efficientvla-l28-t112": 121.0}  # CogACT-Base on an A40 (EfficientVLA paper)
 PLAN = RUNS / "success_by_preset" / "plan.json"  # the demo model's calibration plan (success_by_preset.py's)
@@ -69,6 +74,8 @@ def run_cell(args: argparse.Namespace, task: str, name: str, extra: list[str]) -
         return None
     command = [sys.executable, "-m", "runtime.app.cli", "eval", "--suite", task, "--model", args.model,
                "--workers", str(args.workers), "--grid", args.grid, "--no-video", "--out", str(run_dir), *extra]
+    if args.episodes is not None:
+        command += ["--episodes", str(args.episodes)]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
@@ -144,7 +151,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f"{row.get('stale_ratio_mean', 0):>7.2f}{row.get('action_change_mm_mean', 0):>8.2f}")
     lines.append("d: ticks between an observation and its chunk (delay mode; wc = wallclock); stale: share of ticks "
                  "that held; change: mean change of the commanded translation from one tick to the next (mm); "
-                 "brackets: 95% Wilson interval over the task's 24 episodes")
+                 "brackets: 95% Wilson interval over the task's episodes")
     return "\n".join(lines)
 
 
@@ -251,6 +258,8 @@ def main() -> int:
     parser.add_argument("--wallclock", nargs="*", default=[], choices=list(EXECUTIONS),
                         help="executions of one real-time run per task (run it alone on the machine)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="episodes per task and cell (default: the grid's 24; compare settings on >= 96 in all)")
     parser.add_argument("--grid", choices=["official", "heldout"], default="official",
                         help="official: SIMPLER's grid (the test set); heldout: placements off it (for choosing)")
     parser.add_argument("--out", type=Path, default=None,

@@ -9,6 +9,7 @@ from typing import Optional
 from runtime.core.yaml_config import ConfigError
 
 DIT_SIZES = {"S": (6, 384, 4), "B": (12, 768, 12), "L": (24, 1024, 16)}
+CONTINUATION_METHODS = ("repaint", "x0_guidance", "conditioning")
 
 
 @dataclass
@@ -24,6 +25,8 @@ class ActionHeadConfig:
     action_dim: int = 7
     chunk_length: int = 16
     condition_dropout: float = 0.1
+    # The most leading rows given as committed in training (`vlart train --max-committed-rows`); 0: never
+    max_committed_rows: int = 0
 
     def __post_init__(self) -> None:
         if self.size == "custom":
@@ -44,6 +47,9 @@ class ActionHeadConfig:
             raise ConfigError(f"action_head.size must be one of S, B, L, custom; got {self.size!r}")
         if self.hidden_size % self.num_heads:
             raise ConfigError("action_head.hidden_size must be divisible by action_head.num_heads")
+        if not 0 <= self.max_committed_rows <= self.chunk_length:
+            raise ConfigError(f"action_head.max_committed_rows: expected 0..{self.chunk_length} (the chunk length), "
+                              f"got {self.max_committed_rows}")
 
 
 @dataclass
@@ -59,8 +65,8 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
             raise ConfigError("sampler.num_inference_steps must be between 1 and sampler.num_train_timesteps")
-        if self.continuation_method not in ("repaint", "x0_guidance"):
-            raise ConfigError(f"sampler.continuation_method: expected repaint or x0_guidance, got "
+        if self.continuation_method not in CONTINUATION_METHODS:
+            raise ConfigError(f"sampler.continuation_method: expected one of {', '.join(CONTINUATION_METHODS)}, got "
                               f"{self.continuation_method!r}")
 
 

@@ -19,6 +19,9 @@ from policies.acceleration.dit_cache import DiTFeatureCache
 from policies.action_config import ActionHeadConfig
 
 TIMESTEP_FREQUENCY_DIM = 256
+# The diffusion time of a committed row (training-time action conditioning): one step before the cleanest level the
+# schedule has (0), i.e. no noise at all: the row is given, not denoised.
+COMMITTED_TIMESTEP = -1
 
 
 class ActionEmbedder(nn.Module):
@@ -107,8 +110,15 @@ class FinalLayer(nn.Module):
 class DiffusionTransformer(nn.Module):
     """Predicts the noise of a noisy action chunk.
 
-    forward(noisy_actions (B, T, A), timesteps (B,) original diffusion steps 0..99, cognition (B, C)) -> (B, T, A)
-    with T = chunk_length (16), A = action_dim (7), C = the LLM hidden size.
+    forward(noisy_actions (B, T, A), timesteps (B,) original diffusion steps 0..99, cognition (B, C),
+    committed (B, T) bool or None) -> (B, T, A) with T = chunk_length (16), A = action_dim (7), C = the LLM hidden
+    size.
+
+    ``committed`` rows (training-time action conditioning, arXiv 2512.05964) are actions already given, clean: each
+    such row has its own diffusion time, ``COMMITTED_TIMESTEP`` (done), where the others share the sample's. The
+    sample's time reaches the network through the condition token, so a row's own time enters as the offset
+    t_emb(done) - t_emb(t) added to its token: zero for every uncommitted row, so with nothing committed the network
+    is exactly CogACT's, and a checkpoint trained without committed rows can be fine-tuned with them.
     """
 
     def __init__(self, config: ActionHeadConfig, cognition_dim: int) -> None:
@@ -139,10 +149,23 @@ class DiffusionTransformer(nn.Module):
         nn.init.normal_(self.positional_embedding, std=0.02)
         nn.init.normal_(self.z_embedder.uncondition, std=0.02)
 
+    def embed_timesteps(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """(B,) -> t_emb (B, H)."""
+        return self.t_embedder(self.t_frequencies(timesteps).to(self.positional_embedding.dtype))
+
     def embed_condition(self, timesteps: torch.Tensor, cognition: torch.Tensor) -> torch.Tensor:
         """(B,), (B, C) -> condition token (B, 1, H) = t_emb + Linear(cognition)."""
-        t_freq = self.t_frequencies(timesteps).to(self.positional_embedding.dtype)
-        return self.t_embedder(t_freq).unsqueeze(1) + self.z_embedder(cognition)
+        return self.embed_timesteps(timesteps).unsqueeze(1) + self.z_embedder(cognition)
+
+    def embed_actions(self, noisy_actions: torch.Tensor, timesteps: torch.Tensor,
+                      committed: Optional[torch.Tensor]) -> torch.Tensor:
+        """(B, T, A), (B,), committed (B, T) or None -> action tokens (B, T, H), committed rows marked done."""
+        tokens = self.x_embedder(noisy_actions)
+        if committed is None:
+            return tokens
+        done = self.embed_timesteps(torch.full_like(timesteps, COMMITTED_TIMESTEP))
+        offset = done - self.embed_timesteps(timesteps)  # (B, H)
+        return tokens + committed.unsqueeze(-1).to(tokens.dtype) * offset.unsqueeze(1)
 
     def begin_sample(self) -> None:
         """Called before each sampling loop (resets the feature cache, when one is attached)."""
@@ -162,8 +185,10 @@ class DiffusionTransformer(nn.Module):
             mlps.append(mlp)
         return x, attentions, mlps
 
-    def forward(self, noisy_actions: torch.Tensor, timesteps: torch.Tensor, cognition: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.embed_condition(timesteps, cognition), self.x_embedder(noisy_actions)], dim=1)
+    def forward(self, noisy_actions: torch.Tensor, timesteps: torch.Tensor, cognition: torch.Tensor,
+                committed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        actions = self.embed_actions(noisy_actions, timesteps, committed)
+        x = torch.cat([self.embed_condition(timesteps, cognition), actions], dim=1)
         x = x + self.positional_embedding
         if self.feature_cache is not None:
             x = self.feature_cache.run(self, x)

@@ -37,6 +37,10 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         self.vision.spec.check_llm(self.vision, self.llm)
+        if self.sampler.continuation_method == "conditioning" and self.action_head.max_committed_rows < 1:
+            raise ConfigError("sampler.continuation_method=conditioning: this action head was never trained with "
+                              "committed rows (action_head.max_committed_rows is 0); use repaint or x0_guidance, or "
+                              "fine-tune with `vlart train --max-committed-rows D`")
 
     def resolve_path(self, value: str) -> Path:
         """A path from the config, relative to the YAML file it came from."""

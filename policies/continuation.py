@@ -117,6 +117,22 @@ class ChunkInpainting:
         """x_0 (B, T, A) -> w * a + (1 - w) * x_0: rows of weight 1 become the known actions exactly."""
         return self.weights * self.known + (1.0 - self.weights) * x
 
+    def committed(self, batch: int) -> Optional[torch.Tensor]:
+        """(batch, T) bool: the rows the DiT is told are committed; None (the default) tells it nothing."""
+        return None
+
+
+class ConditionedPrefix(ChunkInpainting):
+    """``conditioning``: the frozen rows (weight 1; the weights are RTC's hard mask) are clamped clean into x before
+    every step and marked committed, as the action head saw them in training."""
+
+    def noised(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        return self.finish(x)
+
+    def committed(self, batch: int) -> Optional[torch.Tensor]:
+        rows = self.weights[..., 0] > 0.5
+        return rows.expand(batch, -1) if rows.ndim == 1 else rows
+
 
 class X0Guidance(ChunkInpainting):
     """``x0_guidance``: x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar) is blended to w * a + (1 - w) * x0_hat and
@@ -171,7 +187,10 @@ def inpainting_for(
     chunk_length, action_dim = chunk_shape
     check_continuation(continuation, chunk_length, action_dim)
     prefix_length = continuation.prefix.shape[0]
-    weights = rtc_weights(chunk_length, prefix_length, continuation.delay_ticks)
+    if method == "conditioning":  # the frozen rows alone: the hard mask
+        weights = rtc_weights(chunk_length, continuation.delay_ticks, continuation.delay_ticks)
+    else:
+        weights = rtc_weights(chunk_length, prefix_length, continuation.delay_ticks)
     if not weights.any():
         return None
     if statistics is None:
@@ -184,4 +203,6 @@ def inpainting_for(
     known_t, weights_t = torch.from_numpy(known).to(device, dtype), torch.from_numpy(weights).to(device, dtype)
     if method == "x0_guidance":
         return X0Guidance(known_t, weights_t)
+    if method == "conditioning":
+        return ConditionedPrefix(known_t, weights_t)
     return RePaint(known_t, weights_t, [inpainting_generator(seed)])

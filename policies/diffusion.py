@@ -19,7 +19,7 @@ from policies.continuation import ChunkInpainting
 from policies.torch_context import default_dtype
 from runtime.core.timing import StageTimer
 
-NoisePredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+NoisePredictor = Callable[..., torch.Tensor]
 
 
 def make_scheduler(config: SamplerConfig) -> DDIMScheduler:
@@ -44,7 +44,8 @@ def guided_noise(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float)
 class DDIMActionSampler:
     """Turns Gaussian noise (B, T, A) into a normalised action chunk (B, T, A).
 
-    ``predict_noise(x, t, condition)`` is the DiT: x (N, T, A), t (N,) long, condition (N, C) -> (N, T, A).
+    ``predict_noise(x, t, condition[, committed])`` is the DiT: x (N, T, A), t (N,) long, condition (N, C),
+    committed (N, T) bool (only when the inpainting marks rows) -> (N, T, A).
     With guidance the conditional and unconditional halves run as one batch of 2B, as in CogACT; both halves share
     the noise, so only the conditional half is carried through the loop.
     """
@@ -73,13 +74,17 @@ class DDIMActionSampler:
 
         With a ``timer`` whose ``step_detail`` is on, each loop iteration k is timed as stage ``ddim_step_k``. With
         ``inpainting``, x_t is inpainted before the step at t (at the noise level abar_t of that original timestep)
-        and x_0 after the last; under guidance both halves see the inpainted x, since only x is carried."""
+        and x_0 after the last; under guidance both halves see the inpainted x, since only x is carried, and the
+        rows it marks committed."""
         scale = self.config.cfg_scale if cfg_scale is None else cfg_scale
         guided = uncondition is not None and scale != 1.0
         batch = noise.shape[0]
         if guided:
             condition = torch.cat([condition, uncondition.expand(batch, -1).to(condition.dtype)], dim=0)
         x = noise
+        committed = inpainting.committed(batch) if inpainting is not None else None
+        if committed is not None and guided:
+            committed = torch.cat([committed, committed], dim=0)
         per_step = timer is not None and timer.step_detail
         for k, t in enumerate(self.scheduler.timesteps):
             with timer.stage(f"ddim_step_{k}") if per_step else nullcontext():
@@ -87,7 +92,10 @@ class DDIMActionSampler:
                     x = inpainting.noised(x, float(self.scheduler.alphas_cumprod[int(t)]))
                 model_input = torch.cat([x, x], dim=0) if guided else x
                 t_batch = torch.full((model_input.shape[0],), int(t), dtype=torch.long, device=x.device)
-                eps = predict_noise(model_input, t_batch, condition)
+                if committed is None:
+                    eps = predict_noise(model_input, t_batch, condition)
+                else:
+                    eps = predict_noise(model_input, t_batch, condition, committed)
                 if guided:
                     eps = guided_noise(eps[:batch], eps[batch:], scale)
                 if inpainting is not None:

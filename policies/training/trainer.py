@@ -29,7 +29,7 @@ from policies.loading import load_policy
 from policies.normalization import read_statistics_file, select_statistics
 from policies.training.augment import CROP_AREA, augment_frames
 from policies.training.demo_dataset import DemoDataset
-from policies.training.objective import CognitionRegressor, diffusion_loss
+from policies.training.objective import CognitionRegressor, CommittedRows, diffusion_loss
 
 log = logging.getLogger("vlart.train")
 
@@ -61,6 +61,11 @@ class TrainConfig:
     # CognitionRegressor); for models trained from scratch, whose DiT otherwise ignores the cognition feature
     aux_weight: float = 0.0
     val_samples: int = 256  # held-out frames scored at each checkpoint when train() is given val_data
+    # > 0: training-time action conditioning (objective.py's CommittedRows): up to this many leading rows of a
+    # chunk are given clean and marked committed, none with probability zero_committed_fraction; the checkpoint
+    # then continues a robot's plan by conditioning (sampler.continuation_method=conditioning)
+    max_committed_rows: int = 0
+    zero_committed_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch < 1 or self.repeats < 1 or self.checkpoint_every < 1:
@@ -77,6 +82,15 @@ class TrainConfig:
             raise ValueError("--aux-weight must be >= 0")
         if self.val_samples < 1:
             raise ValueError("--val-samples must be >= 1")
+        if self.max_committed_rows < 0:
+            raise ValueError(f"--max-committed-rows: expected >= 0, got {self.max_committed_rows}")
+        if self.max_committed_rows:
+            self.committed_rows()  # names the flag that is wrong
+
+    def committed_rows(self) -> Optional[CommittedRows]:
+        if self.max_committed_rows == 0:
+            return None
+        return CommittedRows(self.max_committed_rows, self.zero_committed_fraction)
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of the update that makes step ``step + 1`` (0-based ``step``)."""
@@ -188,6 +202,14 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
                 if val_data is not None else None)
     # the policy learns only from crops of CROP_AREA of each frame, so when it acts it is shown the central crop
     policy.config.vision.inference_crop_area = CROP_AREA if config.augment else 1.0
+    committed_rows = config.committed_rows()
+    if committed_rows is not None:
+        if committed_rows.max_rows > policy.config.action_head.chunk_length:
+            raise ValueError(f"--max-committed-rows: expected at most the chunk length, "
+                             f"{policy.config.action_head.chunk_length}, got {committed_rows.max_rows}")
+        head_config = policy.config.action_head
+        head_config.max_committed_rows = max(head_config.max_committed_rows, committed_rows.max_rows)
+        policy.config.sampler.continuation_method = "conditioning"
     trainable = [p for p in policy.parameters() if p.requires_grad]  # front ends freeze what their method freezes
     head = policy.config.action_head
     regressor = None
@@ -244,7 +266,8 @@ def train(model: str, data_dir: str | Path, out_dir: str | Path, config: TrainCo
         actions = torch.from_numpy(batch.actions).to(policy.device)
         with _autocast(policy.device, config.precision):
             cognition = policy.cognition_features(list(images), batch.instructions)
-            loss = diffusion_loss(policy.action_head, cognition, actions, alphas, config.repeats, dropout, generator)
+            loss = diffusion_loss(policy.action_head, cognition, actions, alphas, config.repeats, dropout, generator,
+                                  committed_rows)
             aux = regressor.loss(cognition, actions) if regressor is not None else torch.zeros(())
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate(step)

@@ -85,3 +85,20 @@ def test_dit_sizes_match_cogact_parameter_counts(size, params):
     with torch.device("meta"):
         model = DiffusionTransformer(ActionHeadConfig(size=size), 4096)
     assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_committed_rows_are_marked_by_their_own_diffusion_time(dit):
+    torch.manual_seed(0)
+    x, t, cognition = torch.randn(2, 16, 7), torch.tensor([90, 40]), torch.randn(2, dit.z_embedder.linear.in_features)
+    plain = dit(x, t, cognition)
+    nothing = torch.zeros(2, 16, dtype=torch.bool)
+    assert torch.equal(dit(x, t, cognition, nothing), plain)  # nothing committed: CogACT's DiT exactly
+    committed = nothing.clone()
+    committed[:, :3] = True
+    marked = dit(x, t, cognition, committed)
+    assert not torch.allclose(marked, plain)
+    # The mark is t_emb(done) - t_emb(t) on the committed rows' tokens, nothing else.
+    offset = dit.embed_timesteps(torch.tensor([-1, -1])) - dit.embed_timesteps(t)
+    tokens = dit.embed_actions(x, t, committed)
+    torch.testing.assert_close(tokens[:, :3], dit.x_embedder(x)[:, :3] + offset[:, None])
+    torch.testing.assert_close(tokens[:, 3:], dit.x_embedder(x)[:, 3:])

@@ -58,7 +58,11 @@ def test_batched_rows_equal_unbatched_requests(tiny_policy):
     assert not np.allclose(batched[0][0].actions, batched[0][1].actions)
 
 
-def test_each_row_keeps_its_own_continuation(tiny_policy):
+@pytest.mark.parametrize("method", ["repaint", "conditioning"])
+def test_each_row_keeps_its_own_continuation(tiny_policy, method):
+    if method != "repaint":
+        tiny_policy = load_policy(TINY, overrides=[f"sampler.continuation_method={method}",
+                                                   "action_head.max_committed_rows=4"])
     images = frames(3)
     prefix = np.tile(np.array([[0.01, -0.02, 0.0, 0.0, 0.01, 0.0, 1.0]]), (4, 1))
     step = [(Observation(images[0], INSTRUCTIONS[0]), 5, ChunkContinuation(prefix, 2)),

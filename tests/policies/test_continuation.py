@@ -198,5 +198,54 @@ def test_the_two_methods_differ_and_an_unknown_method_is_refused(tiny_policy, x0
     repainted = tiny_policy.session().predict_action(obs, seed=5, continuation=continuation)
     guided = x0_guided_policy.session().predict_action(obs, seed=5, continuation=continuation)
     assert not np.allclose(repainted.actions[2:], guided.actions[2:])
-    with pytest.raises(ConfigError, match="sampler.continuation_method: expected repaint or x0_guidance"):
+    with pytest.raises(ConfigError, match="sampler.continuation_method: expected one of repaint, x0_guidance, "
+                                          "conditioning"):
         load_policy(TINY, overrides=["sampler.continuation_method=guidance"])
+
+
+CONDITIONED = ["sampler.continuation_method=conditioning", "action_head.max_committed_rows=4"]
+
+
+@pytest.fixture(scope="module")
+def conditioned_policy():
+    return load_policy(TINY, overrides=CONDITIONED)
+
+
+def test_conditioning_clamps_and_marks_only_the_frozen_rows(conditioned_policy, frame, monkeypatch):
+    policy = conditioned_policy
+    obs = Observation(frame, INSTRUCTION)
+    prefix = plan_prefix(policy.statistics, 12, seed=4)
+    seen = []
+    forward = type(policy.action_head).forward
+
+    def recording(head, x, t, condition, committed=None):
+        seen.append((x.clone(), committed))
+        return forward(head, x, t, condition, committed)
+
+    monkeypatch.setattr(type(policy.action_head), "forward", recording)
+    out = policy.session().predict_action(obs, seed=0, continuation=ChunkContinuation(prefix, delay_ticks=3))
+    np.testing.assert_allclose(out.actions[:3], prefix[:3], atol=1e-5)
+    known = torch.from_numpy(policy.statistics.normalize(prefix[:3].astype(np.float64))).float()
+    assert len(seen) == policy.config.sampler.num_inference_steps
+    for x, committed in seen:  # every step, both guidance halves: the clean frozen rows, marked; nothing else
+        assert x.shape[0] == 2 and committed.tolist() == [[True] * 3 + [False] * 13] * 2
+        torch.testing.assert_close(x[:, :3], known.expand(2, -1, -1))
+    # RTC's soft rows are not used: a longer prefix with the same frozen rows gives the same chunk.
+    seen.clear()
+    short = policy.session().predict_action(obs, seed=0, continuation=ChunkContinuation(prefix[:3], delay_ticks=3))
+    np.testing.assert_array_equal(short.actions, out.actions)
+
+
+def test_conditioning_with_nothing_frozen_is_the_plain_sample(conditioned_policy, tiny_policy, frame):
+    obs = Observation(frame, INSTRUCTION)
+    prefix = plan_prefix(conditioned_policy.statistics, 8, seed=2)
+    plain = tiny_policy.session().predict_action(obs, seed=3)
+    unfrozen = conditioned_policy.session().predict_action(obs, seed=3, continuation=ChunkContinuation(prefix, 0))
+    assert np.array_equal(unfrozen.actions, plain.actions)
+
+
+def test_conditioning_needs_a_head_trained_with_committed_rows():
+    from runtime.core.yaml_config import ConfigError
+
+    with pytest.raises(ConfigError, match="never trained with committed rows.*--max-committed-rows"):
+        load_policy(TINY, overrides=["sampler.continuation_method=conditioning"])

@@ -10,7 +10,7 @@ from policies.diffusion import make_scheduler
 from policies.normalization import select_statistics
 from policies.training.augment import augment_frame
 from policies.training.demo_dataset import DemoDataset
-from policies.training.objective import diffusion_loss
+from policies.training.objective import CommittedRows, diffusion_loss
 
 STATS = {"toy": {"action": {"q01": [-0.02] * 6 + [0.0], "q99": [0.02] * 6 + [1.0], "mask": [True] * 6 + [False]}}}
 
@@ -188,3 +188,75 @@ def test_bfloat16_training_with_the_auxiliary_regression(demo_dir, tmp_path):
     assert torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)["regressor"] is not None
     policy = load_policy(tmp_path / "run" / "latest")
     assert all(p.dtype == torch.float32 for p in policy.parameters())
+
+
+def test_committed_rows_are_drawn_per_sample_with_plenty_of_none():
+    generator = torch.Generator().manual_seed(0)
+    committed = CommittedRows(max_rows=4, zero_fraction=0.5).draw(4000, 16, generator)
+    rows = committed.sum(1)
+    assert committed[:, 4:].sum() == 0 and set(rows.tolist()) == {0, 1, 2, 3, 4}
+    assert torch.equal(committed, torch.arange(16)[None, :] < rows[:, None])  # leading rows only
+    assert 0.45 < (rows == 0).float().mean() < 0.55
+    assert abs((rows == 4).float().mean().item() - 0.125) < 0.03
+    assert CommittedRows(3, zero_fraction=1.0).draw(50, 16, generator).sum() == 0
+    with pytest.raises(ValueError, match="--max-committed-rows: expected >= 1"):
+        CommittedRows(0)
+    with pytest.raises(ValueError, match="--zero-committed-fraction: expected a fraction in"):
+        CommittedRows(2, zero_fraction=1.5)
+
+
+class NoiseOracle(torch.nn.Module):
+    """An action head that knows the noise of the uncommitted rows and answers garbage on the committed ones;
+    records what it was given."""
+
+    def __init__(self, x0, noise_of):
+        super().__init__()
+        self.z_embedder = torch.nn.Module()
+        self.z_embedder.uncondition = torch.nn.Parameter(torch.zeros(1, 8))
+        self.x0, self.noise_of, self.calls = x0, noise_of, []
+
+    def forward(self, noisy, timesteps, condition, committed=None):
+        self.calls.append((noisy, committed))
+        noise = self.noise_of(noisy, timesteps)
+        return torch.where(committed[..., None], torch.full_like(noise, 100.0), noise)
+
+
+def test_the_loss_counts_only_uncommitted_rows_and_the_head_sees_them_clean():
+    alphas = make_scheduler(SamplerConfig()).alphas_cumprod
+    x0 = torch.rand(3, 16, 7) * 2 - 1
+
+    def noise_of(noisy, timesteps):
+        abar = alphas[timesteps].view(-1, 1, 1)
+        return (noisy - abar.sqrt() * x0.repeat_interleave(2, 0)) / (1 - abar).sqrt()
+
+    head = NoiseOracle(x0, noise_of)
+    loss = diffusion_loss(head, torch.randn(3, 8), x0, alphas, repeats=2, condition_dropout=0.1,
+                          generator=torch.Generator().manual_seed(1), committed_rows=CommittedRows(6, 0.0))
+    assert loss.item() < 1e-8  # the garbage on committed rows costs nothing
+    noisy, committed = head.calls[0]
+    assert committed.any(1).all()  # zero_fraction 0: every sample has committed rows
+    expected = x0.repeat_interleave(2, 0)
+    torch.testing.assert_close(noisy[committed], expected[committed])
+
+
+def test_training_with_committed_rows_ships_a_conditioning_checkpoint(demo_dir, tmp_path):
+    import json as json_module
+
+    from policies.api.interface import ChunkContinuation, Observation
+    from policies.loading import load_policy
+    from policies.training.trainer import TrainConfig, train
+    from tests.conftest import TINY
+
+    (demo_dir / "dataset_statistics.json").write_text(json_module.dumps({"vlart_simpler_bridge": STATS["toy"]}))
+    config = TrainConfig(steps=2, batch=4, repeats=2, checkpoint_every=2, max_committed_rows=5)
+    train(str(TINY), demo_dir, tmp_path / "run", config, progress=False)
+    policy = load_policy(tmp_path / "run" / "latest")
+    assert policy.config.sampler.continuation_method == "conditioning"
+    assert policy.config.action_head.max_committed_rows == 5
+    prefix = np.tile(np.array([[0.01, -0.01, 0.0, 0.005, 0.0, 0.0, 1.0]], np.float32), (4, 1))
+    out = policy.predict_action(Observation(np.zeros((32, 32, 3), np.uint8), "put carrot on plate"), seed=0,
+                                continuation=ChunkContinuation(prefix, 2))
+    np.testing.assert_allclose(out.actions[:2], prefix[:2], atol=1e-5)
+    with pytest.raises(ValueError, match="--max-committed-rows: expected at most the chunk length, 16, got 17"):
+        train(str(TINY), demo_dir, tmp_path / "too-many", TrainConfig(steps=1, max_committed_rows=17),
+              progress=False)

@@ -27,7 +27,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, keep_every=args.keep_every,
                          augment=not args.no_augment, seed=args.seed,
                          precision=args.precision, warmup_steps=args.warmup_steps, schedule=args.schedule,
-                         aux_weight=args.aux_weight, val_samples=args.val_samples)
+                         aux_weight=args.aux_weight, val_samples=args.val_samples,
+                         max_committed_rows=args.max_committed_rows,
+                         zero_committed_fraction=args.zero_committed_fraction)
     summary = train(args.model, args.data, args.out, config, overrides=args.set, device=args.device,
                     val_data=args.val_data)
     print(f"trained {summary['steps']} steps on {summary['episodes']} episodes ({summary['samples']} samples) in "
@@ -71,6 +73,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     training.add_argument("--val-data", help="demonstrations of other placements (vlart demos --seed N): each "
                           "checkpoint's sampled chunks are scored against theirs (OUT/val.csv)")
     training.add_argument("--val-samples", type=int, default=256, help="held-out frames scored (default 256)")
+    training.add_argument("--max-committed-rows", type=int, default=0, metavar="D",
+                          help="training-time action conditioning: up to D leading rows of each chunk given clean "
+                               "and marked committed, the loss on the rest; the checkpoint then continues a robot's "
+                               "plan under delay by conditioning (default 0: off)")
+    training.add_argument("--zero-committed-fraction", type=float, default=0.5,
+                          help="with --max-committed-rows: the share of chunks with no committed row (default 0.5)")
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--out", required=True, help="checkpoint folder (resumes when it holds a run)")
     training.set_defaults(func=cmd_train)
