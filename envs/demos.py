@@ -1,18 +1,22 @@
 """Scripted demonstrations for the SIMPLER WidowX tasks (``vlart demos``), stored as one HDF5 file per episode.
 
 Placements never coincide with the official evaluation grid (``envs/placements.py`` says how); each attempt's
-placement replaces the environment's configuration table (``SimTask.place``), so ManiSkill's own reset (settling,
-bounding boxes, success checks) runs unchanged. Only successful episodes are kept. The layout is in
-``docs/demonstrations.md``.
+placement replaces the environment's configuration table (``SimTask.place``, ``Real2SimTask.place``), so the
+simulator's own reset (settling, bounding boxes, success checks) runs unchanged. The ManiSkill3 twins run here, the
+original SimplerEnv's tasks (``simplerenv/widowx_*``) in its own interpreter (``.venv-real2sim``: this module re-runs
+itself there). Only successful episodes are kept. The layout is in ``docs/demonstrations.md``.
 With ``action_noise`` the expert's actions are executed perturbed and recorded clean (DART; see
 ``envs/scripted_expert.py``), so the demonstrations include corrections from off-course states.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,18 +40,25 @@ def episode_path(out: Path, task: str, attempt: int) -> Path:
     return out / "episodes" / task.replace("/", "__") / f"attempt_{attempt:06d}.h5"
 
 
+# The WidowX tasks the scripted expert solves: the ManiSkill3 twins and the original SimplerEnv's Bridge tasks.
+DEMO_TASKS = [name for name, spec in TASKS.items() if spec.simpler and spec.backend == "maniskill3"] + [
+    name for name in TASKS if name.startswith("simplerenv/widowx_")]
+
+
 # -- worker ----------------------------------------------------------------------------------------------------------
 
 _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(task_name: str, image_size: int) -> None:
-    import torch
+    from envs.tasks import make_task
 
-    torch.set_num_threads(1)
-    from envs.sim_env import SimTask
+    spec = TASKS[task_name]
+    if spec.backend == "maniskill3":
+        import torch
 
-    _WORKER.update(task=SimTask(TASKS[task_name]), image_size=image_size)
+        torch.set_num_threads(1)
+    _WORKER.update(task=make_task(spec), image_size=image_size)
 
 
 def run_attempt(args: tuple[int, int, str, float]) -> dict[str, Any]:
@@ -123,11 +134,12 @@ def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, s
     ``action_noise``: standard deviation (metres) of the Gaussian noise added to each executed translation."""
     from tqdm import tqdm
 
-    twins = [name for name, spec in TASKS.items() if spec.simpler and spec.backend == "maniskill3"]
-    if task_name not in twins:
-        raise ValueError(f"--task: expected a SIMPLER twin task ({', '.join(twins)})")
+    if task_name not in DEMO_TASKS:
+        raise ValueError(f"--task: expected a SIMPLER WidowX task ({', '.join(DEMO_TASKS)})")
     if not action_noise >= 0:
         raise ValueError(f"--action-noise: expected a standard deviation >= 0 in metres, got {action_noise}")
+    if TASKS[task_name].backend == "real2sim" and importlib.util.find_spec("mani_skill2_real2sim") is None:
+        return _in_simplerenv(task_name, episodes, out, workers, seed, image_size, max_attempts, action_noise)
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"layout_version": LAYOUT_VERSION, "tasks": {}}
     made_with = meta["tasks"].get(task_name, {}).get("action_noise", 0.0)
@@ -181,3 +193,44 @@ def generate_demos(task_name: str, episodes: int, out: Path, workers: int = 1, s
     meta_path.write_text(json.dumps(meta, indent=2))
     return {**meta["tasks"][task_name], "wall_time_s": round(time.perf_counter() - started, 2),
             "out": str(out), "workers": workers, "cpus": os.cpu_count()}
+
+
+def _in_simplerenv(task_name: str, episodes: int, out: Path, workers: int, seed: int, image_size: int,
+                   max_attempts: Optional[int], action_noise: float) -> dict[str, Any]:
+    """``generate_demos`` run by SimplerEnv's interpreter (its progress on this stderr); its summary."""
+    from envs.real2sim_workers import real2sim_python
+
+    repo = Path(__file__).resolve().parents[1]
+    command = [str(real2sim_python()), "-m", "envs.demos", "--task", task_name, "--episodes", str(episodes),
+               "--out", str(out), "--workers", str(workers), "--seed", str(seed), "--image-size", str(image_size),
+               "--action-noise", str(action_noise)]
+    if max_attempts is not None:
+        command += ["--max-attempts", str(max_attempts)]
+    path = os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=repo,
+                            env=dict(os.environ, PYTHONPATH=path))
+    if result.returncode != 0:
+        raise RuntimeError(f"demonstrations of {task_name} in SimplerEnv's interpreter failed (exit "
+                           f"{result.returncode}); its error is above")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """What ``_in_simplerenv`` runs: ``generate_demos`` with its arguments, the summary as JSON on stdout."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--episodes", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--max-attempts", type=int, default=None)
+    parser.add_argument("--action-noise", type=float, default=0.0)
+    args = parser.parse_args()
+    summary = generate_demos(args.task, args.episodes, args.out, args.workers, args.seed, args.image_size,
+                             max_attempts=args.max_attempts, action_noise=args.action_noise)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,12 +16,18 @@ frames of whole episodes are bit-identical to a new environment's (``benchmarks.
 frames against SimplerEnv's own builder: ``tests/envs/test_real2sim_bridge.py``). The
 instruction is read at every step: placing the apple in the drawer switches from "open top drawer" to "place apple
 into top drawer" at step 100, and, as CogACT's wrapper does on a new instruction, the sticky gripper starts afresh.
+
+The WidowX (Bridge) tasks also have a held-out grid (``grid="heldout"``, ``envs/placements.py``) and take any
+placement (``place``, for ``vlart demos``): the environment's own table of object placements, which its reset indexes
+by ``episode_id``, is replaced by the one placement, and episode 0 of it is reset with the official rig (robot pose,
+scene, overlay).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,6 +36,7 @@ import numpy as np
 from envs.action_adapters import ADAPTERS
 from envs.bridge_grids import BRIDGE_GRIDS
 from envs.google_robot_grids import GOOGLE_GRIDS
+from envs.placements import GRIDS as PLACEMENT_GRIDS, Placement, PlacementSampler
 from envs.real2sim_episode import Real2SimEpisode
 from envs.registry import TaskSpec
 from envs.rendering import check_asset_dir, configure_rendering
@@ -78,7 +85,9 @@ class Real2SimTask:
     def __init__(self, spec: TaskSpec, grid: str = "official", policy_camera_only: bool = True) -> None:
         if spec.name not in GRIDS:
             raise ValueError(f"{spec.name}: not a task of the original SimplerEnv")
-        if grid != "official":
+        if grid not in PLACEMENT_GRIDS:
+            raise ValueError(f"grid: expected one of {', '.join(PLACEMENT_GRIDS)}, got {grid!r}")
+        if grid != "official" and spec.name not in BRIDGE_GRIDS:
             raise ValueError(f"grid: {spec.name} has only SIMPLER's official visual-matching grid, got {grid!r}")
         self.spec = spec
         self.grid = grid
@@ -92,6 +101,9 @@ class Real2SimTask:
         self.overlay: Optional[str] = None
         self.adapter = ADAPTERS[spec.adapter]()
         self.instruction = ""
+        self._placements: Optional[PlacementSampler] = None
+        self._placed: Optional[Placement] = None  # replaces the official table at every reset, once placed
+        self._official_table: Optional[tuple[list, list]] = None  # the environment's own (xy, quat) table
 
     def _build(self, episode: Real2SimEpisode) -> None:
         key = (episode.env_id, episode.robot, episode.scene, episode.build)
@@ -136,12 +148,52 @@ class Real2SimTask:
             self.instruction = instruction
             self.adapter.reset()
 
-    def reset(self, episode_id: int, seed: int) -> Observation:
+    @property
+    def placements(self) -> PlacementSampler:
+        """Placements off this Bridge task's official grid, from the environment's own table (built on first use)."""
+        if self._placements is None:
+            if self.spec.name not in BRIDGE_GRIDS:
+                raise ValueError(f"{self.spec.name}: only the WidowX (Bridge) tasks take placements off their grid")
+            if self.env is None:
+                self._build(self.episodes[0])
+            unwrapped = self.env.unwrapped
+            xy = np.asarray(unwrapped._xy_configs, dtype=np.float64)  # (P, objects, 2)
+            self._official_table = (unwrapped._xy_configs, unwrapped._quat_configs)
+            self._placements = PlacementSampler(np.concatenate([xy, np.zeros((*xy.shape[:2], 1))], axis=2),
+                                                np.asarray(unwrapped._quat_configs, dtype=np.float64))
+        return self._placements
+
+    def place(self, placement: Placement) -> None:
+        """Every later reset puts the objects at ``placement`` (x, y; the environment sets the heights)."""
+        self.placements  # the official table is read before it is replaced
+        self._placed = placement
+
+    def _episode(self, episode_id: int, seed: int) -> Real2SimEpisode:
+        """The episode to build and reset: an official grid entry, or the official rig with the placed objects."""
+        if self.grid == "heldout":
+            self.place(self.placements.heldout(episode_id, seed))
+        if self._placed is not None:
+            return replace(self.episodes[0], obj_episode=0)
         if not 0 <= episode_id < len(self.episodes):
             raise ValueError(f"episode_id: {self.spec.name} has episodes 0 .. {len(self.episodes) - 1}, "
                              f"got {episode_id}")
-        episode = self.episodes[episode_id]
+        return self.episodes[episode_id]
+
+    def _set_table(self) -> None:
+        """The environment's placement table: the placed objects alone, or the official grid."""
+        if self._placements is None:
+            return
+        unwrapped = self.env.unwrapped
+        if self._placed is None:
+            unwrapped._xy_configs, unwrapped._quat_configs = self._official_table
+        else:
+            unwrapped._xy_configs = [self._placed.xyz[:, :2].copy()]
+            unwrapped._quat_configs = [self._placed.quat.copy()]
+
+    def reset(self, episode_id: int, seed: int) -> Observation:
+        episode = self._episode(episode_id, seed)
         self._build(episode)
+        self._set_table()  # before the reconfiguring reset too, which places the objects from the table
         if not self.fresh:
             self.env.reset(seed=CONSTRUCTOR_SEED, options={"reconfigure": True})
         self.fresh = False

@@ -4,9 +4,13 @@ serves both towers and the normalisations differ only in mean and std."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 from policies.api.interface import image_problem
 
@@ -46,6 +50,8 @@ def center_crop(image: np.ndarray, area: float) -> np.ndarray:
 
 def to_normalized_tensor(images: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32, ``(x / 255 - mean) / std``."""
+    import torch  # here, not at the top: demonstration workers resize frames in SimplerEnv's torch-free interpreter
+
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
     mean_t = torch.tensor(mean).view(1, 3, 1, 1)
     std_t = torch.tensor(std).view(1, 3, 1, 1)

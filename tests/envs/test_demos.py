@@ -123,3 +123,9 @@ def test_demos_refuse_a_noise_level_the_folder_was_not_made_with(tmp_path):
         generate_demos(task, episodes=1, out=tmp_path, action_noise=0.015, progress=False)
     with pytest.raises(ValueError, match="--action-noise: expected a standard deviation >= 0"):
         generate_demos(task, episodes=1, out=tmp_path / "new", action_noise=-0.01, progress=False)
+
+
+def test_demos_name_the_widowx_tasks_they_make(tmp_path):
+    with pytest.raises(ValueError, match=r"--task: expected a SIMPLER WidowX task \(ms3_twin/widowx_carrot_on_plate, "
+                                         r".*simplerenv/widowx_carrot_on_plate"):
+        generate_demos("simplerenv/google_pick_coke_can", episodes=1, out=tmp_path, progress=False)

@@ -121,3 +121,53 @@ def test_both_robots_in_one_run_each_part_with_its_own_conventions(real2sim_asse
     assert horizons == [7, 2] and [part["suite"] for part in result["parts"]] == suite.split(",")
     assert json.loads((tmp_path / "results.json").read_text())["suite"] == suite
     assert (tmp_path / "part1" / "results.json").is_file() and (tmp_path / "part2" / "results.json").is_file()
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_heldout_placements_and_demonstrations_in_the_original_simplerenv(real2sim_assets, tmp_path):
+    """The Bridge tasks' held-out grid: the source object where the sampler put it, source and target as far apart
+    as on the official grid, the same frame for the same episode whatever ran before, the official grid untouched;
+    and ``vlart demos`` of an original task (re-run in SimplerEnv's interpreter)."""
+    code = """
+import json
+import numpy as np
+from envs.real2sim_env import Real2SimTask
+from envs.registry import TASKS
+
+task = Real2SimTask(TASKS["simplerenv/widowx_spoon_on_towel"], grid="heldout")
+first = task.reset(5, 5).image
+source = task.env.unwrapped.episode_objs[0].pose.p[:2].tolist()
+for _ in range(3):
+    task.step(np.array([0.02, 0, 0, 0, 0, 0, 0.0]))
+task.reset(6, 6)
+again = task.reset(5, 5).image
+placement = task.placements.heldout(5, 5)
+official = Real2SimTask(TASKS["simplerenv/widowx_spoon_on_towel"])
+official_first = official.reset(3, 3).image
+official.place(placement)
+placed = official.reset(3, 3).image
+print(json.dumps({"source": source, "placed": placement.xyz[0, :2].tolist(),
+                  "gap": float(np.linalg.norm(placement.xyz[0, :2] - placement.xyz[1, :2])),
+                  "min_gap": task.placements.min_source_target_distance,
+                  "repeat_diff": int(np.abs(first.astype(int) - again).max()),
+                  "placed_diff": int(np.abs(placed.astype(int) - first).max()),
+                  "official_diff": int(np.abs(official_first.astype(int) - placed).max())}))
+"""
+    result = subprocess.run([str(real2sim_python()), "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(found["source"], found["placed"], atol=0.003)  # where it settled
+    assert found["min_gap"] == pytest.approx(0.15) and found["gap"] >= found["min_gap"]
+    assert found["repeat_diff"] == 0 and found["placed_diff"] == 0 and found["official_diff"] > 50
+
+    from envs.demos import generate_demos
+    from policies.training.demo_dataset import episode_files, read_episode
+
+    summary = generate_demos(CARROT, 1, tmp_path, workers=1, image_size=64, progress=False)
+    assert summary["episodes"] == 1 and summary["expert_success_rate"] > 0
+    [path] = episode_files(tmp_path)
+    episode = read_episode(path)
+    assert path.parent.name == "simplerenv__widowx_carrot_on_plate" and episode["actions"].shape[1] == 7
+    assert (tmp_path / "dataset_statistics.json").is_file()

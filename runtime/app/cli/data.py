@@ -39,7 +39,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     demos = commands.add_parser("demos", help="scripted expert demonstrations of a SIMPLER task (HDF5)")
-    demos.add_argument("--task", required=True, help="a ms3_twin/widowx_... task")
+    demos.add_argument("--task", required=True,
+                       help="a WidowX task: ms3_twin/widowx_... (ManiSkill3) or simplerenv/widowx_... (the original "
+                            "SimplerEnv, run in its own interpreter)")
     demos.add_argument("--episodes", type=int, default=100, help="successful episodes to keep (default 100)")
     demos.add_argument("--workers", type=int, default=1)
     demos.add_argument("--seed", type=int, default=0, help="placement seed (attempt k uses seed * 1000003 + k)")
