@@ -8,15 +8,17 @@
         [--report-only]
 
 Every cell is one ``vlart eval --timing delay`` run on the official grid (24 episodes per task, the same seeds in
-every cell) with the policy in the simulator workers (``--via inproc``): an inference started at tick t delivers its
-chunk at tick t + d, for d = 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each
-execution (``rtc`` by RePaint inpainting with RTC's soft mask; ``rtc-hard``: only the frozen rows, ``--rtc-soft-rows
-0``; ``rtc-x0``: guidance through the predicted x0, ``sampler.continuation_method=x0_guidance``; ``hold-sS``: hold,
-asking for a chunk only every S ticks, the open-loop horizon). ``--accel`` adds
-"what acceleration buys on a robot" with the EfficientVLA paper's A40 latencies: the baseline at 234 ms (d = 2) is a
-cell of the grid; ``efficientvla-l28-t112`` at 121 ms (d = 1) is added for the executions named. ``--wallclock`` adds
-one ``--timing wallclock`` run per task and execution (real time, this CPU's latency, through ``vlart serve``); run
-it alone on the machine, as its latency is whatever the machine gives.
+every cell) with the policy in the simulator workers (``--via inproc``; through ``vlart serve`` for the original
+SimplerEnv's tasks, ``simplerenv/widowx_*``): an inference started at tick t delivers its chunk at tick t + d, for d
+= 0 (lockstep latency), 1, 2, 4 ticks at the task's 5 Hz (latency d x 200 ms), under each execution (``rtc`` by
+RePaint inpainting with RTC's soft mask; ``rtc-hard``: only the frozen rows, ``--rtc-soft-rows 0``; ``rtc-x0``:
+guidance through the predicted x0, ``sampler.continuation_method=x0_guidance``; ``rtc-repaint``: the hard mask by
+RePaint, for a checkpoint whose own method is conditioning (``vlart train --max-committed-rows``); ``hold-sS``:
+hold, asking for a chunk only every S ticks, the open-loop horizon). ``--accel`` adds "what acceleration buys on a
+robot" with the EfficientVLA paper's A40 latencies: the baseline at 234 ms (d = 2) is a cell of the grid;
+``efficientvla-l28-t112`` at 121 ms (d = 1) is added for the executions named. ``--wallclock`` adds one ``--timing
+wallclock`` run per task and execution (real time, this CPU's latency, through ``vlart serve``); run it alone on the
+machine, as its latency is whatever the machine gives.
 
 ``--grid heldout`` runs the cells on the held-out placements instead (24 per task, off SIMPLER's grid; defaults
 ``docs/results/realtime_heldout`` and ``runs/benchmarks/realtime_heldout``): the data that chooses a setting, such as
@@ -52,14 +54,22 @@ EXECUTIONS = {
     "rtc": ["--execution", "rtc", "--rtc-soft-rows", "all"],  # RTC's soft mask (the cells' name predates the default)
     "rtc-hard": ["--execution", "rtc", "--rtc-soft-rows", "0"],
     "rtc-x0": ["--execution", "rtc", "--set", "sampler.continuation_method=x0_guidance"],
+    # On a checkpoint trained with committed rows (whose own method is conditioning): inference-time RTC instead
+    "rtc-repaint": ["--execution", "rtc", "--rtc-soft-rows", "0", "--set", "sampler.continuation_method=repaint"],
     # The open-loop horizon: s rows of every chunk run before the next is asked for (hold at d = 0 is s = 1)
     **{f"hold-s{s}": ["--execution", "hold", "--replan-every", str(s)] for s in (2, 4, 8)},
 }
 LABELS = {"rtc": "rtc soft mask", "rtc-hard": "rtc hard mask (default)", "rtc-x0": "rtc x0 guidance",
+          "rtc-repaint": "rtc hard mask by RePaint",
           **{f"hold-s{s}": f"hold, a chunk every {s} ticks" for s in (2, 4, 8)}}
 PERIOD_MS = 200.0  # the Bridge tasks' 5 Hz
 PAPER_LATENCY_MS = {"baseline": 234.0, "efficientvla-l28-t112": 121.0}  # CogACT-Base on an A40 (EfficientVLA paper)
 PLAN = RUNS / "success_by_preset" / "plan.json"  # the demo model's calibration plan (success_by_preset.py's)
+
+
+def via(task: str) -> str:
+    """In the simulator workers, except for the original SimplerEnv's tasks, whose interpreter has no torch."""
+    return "zmq" if task.startswith("simplerenv/") else "inproc"
 
 
 def cell_dir(runs: Path, task: str, name: str) -> Path:
@@ -113,7 +123,7 @@ def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
         for execution in args.strategies:
             for task in args.tasks:
                 run_dir = run_cell(args, task, f"d{d}-{execution}", [
-                    "--via", "inproc", "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}",
+                    "--via", via(task), "--timing", "delay", "--latency-ms", f"{d * PERIOD_MS:g}",
                     *EXECUTIONS[execution]])
                 if run_dir is not None:
                     rows.append(summarize(run_dir, task, preset="baseline", delay_ticks=d, execution=execution))
@@ -121,7 +131,7 @@ def cells(args: argparse.Namespace) -> list[dict[str, Any]]:
     for execution in args.accel:
         for task in args.tasks:
             run_dir = run_cell(args, task, f"l28t112-{latency:g}ms-{execution}", [
-                "--via", "inproc", "--preset", "efficientvla-l28-t112", "--plan", str(PLAN), "--timing", "delay",
+                "--via", via(task), "--preset", "efficientvla-l28-t112", "--plan", str(PLAN), "--timing", "delay",
                 "--latency-ms", f"{latency:g}", *EXECUTIONS[execution]])
             if run_dir is not None:
                 rows.append(summarize(run_dir, task, preset="efficientvla-l28-t112", latency_ms=latency,
@@ -158,7 +168,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Success (final) of the baseline preset per execution (rows) and delay (columns), one column group per task."""
     grid = [r for r in rows if r["preset"] == "baseline" and "delay_ticks" in r]
-    tasks = [t for t in TASKS if any(r["task"] == t for r in grid)]
+    tasks = list(dict.fromkeys(r["task"] for r in grid))
     delays = sorted({r["delay_ticks"] for r in grid})
     header = " | ".join(f"{task.split('_', 1)[-1].replace('_', ' ')} d={d}" for task in tasks for d in delays)
     lines = [f"| execution | {header} |", "|---|" + "---|" * (len(tasks) * len(delays))]
@@ -179,7 +189,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for offset, strategy in enumerate(EXECUTIONS):
