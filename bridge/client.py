@@ -135,7 +135,11 @@ class PolicyClient:
             started = time.perf_counter()
             body = protocol.pack(type_, seq, payload, request_id=request_id)
             serialize_ms = (time.perf_counter() - started) * 1e3
-            sock.send(body)
+            # A DEALER with no peer to send to (the connection not up, or dropped by a CURVE handshake the server
+            # refused) blocks in send: wait for it within the deadline instead, so a robot is never stuck here.
+            if not self._sent(sock, body, started + timeout):
+                self._reset_socket()
+                continue
             reply = self._await(sock, seq, started + timeout)
             if reply is not None:
                 elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -150,6 +154,18 @@ class PolicyClient:
             f"{type_}: no reply from {self.endpoint} within {timeout:g} s ({self.retries + 1} attempts). Is the server "
             "running and reachable? If it uses CURVE, is this client's public key in its authorized directory?"
         )
+
+    @staticmethod
+    def _sent(sock: zmq.Socket, body: bytes, deadline: float) -> bool:
+        """Send ``body`` once the socket can take it before ``deadline``; False if it could not."""
+        remaining_ms = int((deadline - time.perf_counter()) * 1e3)
+        if remaining_ms <= 0 or not sock.poll(remaining_ms, zmq.POLLOUT):
+            return False
+        try:
+            sock.send(body, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
 
     def _await(self, sock: zmq.Socket, seq: int, deadline: float) -> Optional[protocol.Message]:
         while True:

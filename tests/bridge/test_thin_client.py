@@ -46,3 +46,41 @@ def test_delay_ticks_without_a_prefix_is_refused_before_sending():
     with pytest.raises(TypeError):
         client.infer(np.zeros((4, 4, 3), np.uint8), "pick coke can", prefix=np.zeros((2, 7)), delay_ticks=1.5)
     assert client.sent == []
+
+
+class NoPeerClient(PolicyClient):
+    """A client whose socket has no peer to send to (``immediate``: only completed connections take messages, and
+    nothing listens), as a DEALER is after a server refused its CURVE handshake: a plain send would block forever."""
+
+    def _connect(self):
+        if self._socket is None:
+            import zmq
+
+            sock = self.context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.immediate = True
+            sock.connect(self.endpoint)
+            self._socket = sock
+        return self._socket
+
+
+def test_a_request_that_cannot_be_sent_times_out_instead_of_blocking():
+    import threading
+
+    from bridge.client import PolicyTimeout
+
+    outcome: list[BaseException] = []
+
+    def ping() -> None:
+        with NoPeerClient("tcp://127.0.0.1:1", timeout_s=0.2, retries=1) as client:
+            try:
+                client.ping()
+            except BaseException as exc:  # noqa: BLE001  (the thread reports whatever ended it)
+                outcome.append(exc)
+
+    thread = threading.Thread(target=ping, daemon=True)
+    thread.start()
+    thread.join(timeout=60)  # generous for a loaded machine; the deadline is 2 x 0.2 s
+    assert not thread.is_alive(), "ping blocked in send"
+    assert len(outcome) == 1 and isinstance(outcome[0], PolicyTimeout)
+    assert "no reply from tcp://127.0.0.1:1 within 0.2 s (2 attempts)" in str(outcome[0])
