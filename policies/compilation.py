@@ -1,21 +1,22 @@
-"""Compiled inference (``runtime.compile``): ``torch.compile`` of a policy's forward passes, checked against eager.
+"""Compiled inference (``runtime.compile``): a policy's forward passes compiled, checked against eager.
 
-The four parts that do the arithmetic are compiled in place, each as its own graph: the front end's ``encode``, the
+The four parts that do the arithmetic are compiled in place, each on its own: the front end's ``encode``, the
 projector, the language model (cognition feature) and the DiT (one denoising call, or with the feature cache its
-refresh steps' blocks; the DDIM loop around it, with its guidance batch, stays in Python). On CUDA they run as CUDA
-graphs ("reduce-overhead"), which removes the launch latency of the denoiser's many small kernels. On a CPU they are
-not frozen: freezing (weights as constants, pre-packed) was no faster on the demo model here, and frozen graphs
-miss the on-disk cache, so a warm start took longer.
+refresh steps' blocks; the DDIM loop around it, with its guidance batch, stays in Python). How depends on the device
+(``COMPILERS``):
 
-Shapes: the first call compiles for its shapes; a second batch size or prompt length makes torch compile one graph
-with those sizes symbolic, which then serves every batch and prompt (a batch of one keeps graphs of its own, and so
-do padded and unpadded prompts). ``compile_policy`` runs every such case (``check_inputs``) before it returns, so a
-server pays every compile before it says ready, and compares each result with the eager model's: beyond
-``tolerance`` the policy stays eager, with one warning. A part that fails later (a shape it cannot compile) falls
-back to eager for good, with one warning: never a wrong or missing answer. Compiled code is cached on disk
-(``TORCHINDUCTOR_CACHE_DIR``, by default ``~/.cache/vlart/inductor``), so a restart compiles from the cache. Each
-preset gets its own graphs (pruning, token selection and the DiT cache change shapes and control flow): a policy is
-compiled after its preset is applied.
+- **CPU**: ahead-of-time packages (``policies.aot_packages``: torch.export + AOTInductor), one per call signature and
+  shape range the check shows, kept on disk; a restart loads them in milliseconds instead of tracing the model again.
+- **CUDA**: ``torch.compile`` with CUDA graphs ("reduce-overhead"), which removes the launch latency of the
+  denoiser's many small kernels; its compiled code is cached on disk (``TORCHINDUCTOR_CACHE_DIR``, by default
+  ``~/.cache/vlart/inductor``). A second batch size or prompt length compiles one graph with those sizes symbolic.
+
+``compile_policy`` runs every case a server meets (``check_inputs``: one image alone with two prompt lengths, padded
+and unpadded batches, and a committed prefix for a policy that conditions on one) eagerly, compiles from those calls,
+runs them again compiled and compares: beyond ``tolerance`` the policy stays eager, with one warning. So a server pays
+every compile before it says ready. A part that fails later (a shape it cannot take) falls back to eager for good,
+with one warning: never a wrong or missing answer. Each preset gets its own compiled code (pruning, token selection
+and the DiT cache change shapes and control flow): a policy is compiled after its preset is applied.
 """
 
 from __future__ import annotations
@@ -30,26 +31,32 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
+import torch.utils._pytree as pytree
+
+from policies.aot_packages import Call, PackageCache, flatten, package_part, source_digest, vlart_cache
+from policies.api.interface import ChunkContinuation
 
 log = logging.getLogger("vlart.policies")
 
-CHECK_INSTRUCTIONS = ("pick up the object", "put the small object on the towel on the left side of the table")
+CHECK_INSTRUCTIONS = ("pick up the object", "put the spoon on the towel next to it",
+                      "put the small object on the towel on the left side of the table")
 TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 5e-2}  # abs and rel, per the model's runtime.dtype
 RECOMPILE_LIMIT = 64  # graphs per compiled function: every preset's and every policy's graphs share the function
 
 
 def default_cache_dir() -> Path:
-    """Where compiled code is kept between runs: ``$XDG_CACHE_HOME/vlart/inductor`` (``~/.cache/...``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "vlart" / "inductor"
+    """Where torch.compile's code is kept between runs."""
+    return vlart_cache("inductor")
 
 
 @dataclass
 class CompileReport:
-    """What ``compile_policy`` did: ``parts`` compiled (empty after a fall-back), the time the compiles and checks
-    took, the largest difference from eager on the check inputs and, after a fall-back, why."""
+    """What ``compile_policy`` did: ``parts`` compiled (empty after a fall-back), the parts left ``eager`` because
+    they could not be compiled (and why), the time the compiles and checks took, the largest difference from eager
+    on the check inputs and, after a fall-back of the whole policy, why."""
 
     parts: list[str] = field(default_factory=list)
+    eager: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     max_abs_diff: Optional[float] = None
     fallback: Optional[str] = None
@@ -59,8 +66,8 @@ class CompileReport:
         return bool(self.parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"parts": self.parts, "seconds": round(self.seconds, 3), "max_abs_diff": self.max_abs_diff,
-                "fallback": self.fallback}
+        return {"parts": self.parts, "eager": self.eager, "seconds": round(self.seconds, 3),
+                "max_abs_diff": self.max_abs_diff, "fallback": self.fallback}
 
 
 class CompiledPart:
@@ -105,6 +112,25 @@ def compile_options(device: torch.device) -> dict[str, Any]:
     return {"mode": "reduce-overhead"} if device.type == "cuda" else {}
 
 
+def torch_compiled(policy: Any, name: str, owner: Any, eager: Callable[..., Any], calls: list[Call]) -> Callable:
+    """``torch.compile`` of ``eager``: it compiles on its first calls, the check's."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_cache_dir()))
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    return torch.compile(eager, **compile_options(policy.device))
+
+
+def packaged(policy: Any, name: str, owner: Any, eager: Callable[..., Any], calls: list[Call]) -> Callable:
+    """AOTInductor packages of ``eager`` for the signatures and sizes of ``calls`` (``policies.aot_packages``)."""
+    # Not the preset: what a preset changes in a part (its layers, their widths, a token selector) is in the part's
+    # own key, so presets share the packages of the parts they leave alone.
+    context = "|".join([torch.__version__, source_digest(), repr(policy.config)])
+    return package_part(name, owner, eager, calls, PackageCache(context))
+
+
+# device type -> how a part is compiled: (policy, part name, owner, eager method, the check's eager calls) -> callable
+COMPILERS: dict[str, Callable[..., Callable]] = {"cpu": packaged, "cuda": torch_compiled}
+
+
 def policy_parts(policy: Any) -> dict[str, tuple[Any, str]]:
     """The compiled parts of a CogACT policy: name -> (object, method name). With the DiT feature cache only the
     refresh steps' blocks are compiled: the cache's step counter decides between refreshing and reusing, and a
@@ -118,35 +144,74 @@ def policy_parts(policy: Any) -> dict[str, tuple[Any, str]]:
     }
 
 
-def check_inputs(image_size: int) -> list[tuple[list[np.ndarray], list[str]]]:
-    """The batches the check runs, chosen so that every graph a server needs is compiled before it answers: one
-    image alone with two prompt lengths (the second compile makes the length symbolic), two images with prompts of
-    different lengths (padded; the batch size becomes symbolic) and three with the same prompt (not padded)."""
+def check_inputs(policy: Any) -> list[tuple[list[np.ndarray], list[str], Optional[ChunkContinuation]]]:
+    """The batches the check runs, chosen so that every compiled graph a server needs is built before it answers,
+    with sizes that vary where a server's do: one image alone with two prompt lengths, padded batches of two and
+    three (prompts of different lengths) and an unpadded batch of three; for a policy that conditions on committed
+    rows, also one and three with a prefix."""
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8) for _ in range(3)]
-    short, long = CHECK_INSTRUCTIONS
-    return [(images[:1], [short]), (images[:1], [long]), (images[:2], [short, long]), (images, [short] * 3)]
+    size = policy.conventions.image_size
+    images = [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(3)]
+    short, middle, long = CHECK_INSTRUCTIONS
+    batches: list[tuple[list[np.ndarray], list[str], Optional[ChunkContinuation]]] = [
+        (images[:1], [short], None), (images[:1], [long], None), (images[:2], [short, long], None),
+        (images, [middle, short, short], None), (images, [short] * 3, None)]
+    if policy.config.sampler.continuation_method == "conditioning":
+        head = policy.config.action_head
+        prefix = ChunkContinuation(np.zeros((head.max_committed_rows, head.action_dim)), head.max_committed_rows)
+        batches += [(images[:1], [short], prefix), (images, [short] * 3, prefix)]
+    return batches
+
+
+class Recorder:
+    """Stands in for a part during the eager run of the check and records each call (``Call``)."""
+
+    def __init__(self, eager: Callable[..., Any]) -> None:
+        self.eager = eager
+        self.calls: list[Call] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.eager(*args, **kwargs)
+        leaves, spec = flatten(args, kwargs)
+        leaves = [leaf.clone() if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves]
+        self.calls.append(Call(leaves, spec, pytree.tree_structure(result)))
+        return result
 
 
 def compile_policy(policy: Any, tolerance: Optional[float] = None) -> CompileReport:
     """Compile ``policy``'s parts in place and check them against eager (see the module docstring); returns what
     was done. The policy answers as before whatever happens: compiled where the check passed, else eager."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_cache_dir()))
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     tolerance = TOLERANCE[policy.config.runtime.dtype] if tolerance is None else tolerance
-    inputs = check_inputs(policy.conventions.image_size)
-    expected = [policy.sample_normalized(images, texts, seed=0) for images, texts in inputs]
-    options = compile_options(policy.device)
-    parts = [CompiledPart(name, owner, attribute, torch.compile(getattr(owner, attribute), **options))
-             for name, (owner, attribute) in policy_parts(policy).items()]
-    report = CompileReport()
-    start = time.perf_counter()
-    for part in parts:
-        part.install()
+    inputs = check_inputs(policy)
+    located = policy_parts(policy)
+    recorders = {name: Recorder(getattr(owner, attribute)) for name, (owner, attribute) in located.items()}
+    for name, (owner, attribute) in located.items():
+        setattr(owner, attribute, recorders[name])
     try:
+        expected = [policy.sample_normalized(images, texts, seed=0, continuation=prefix)
+                    for images, texts, prefix in inputs]
+    finally:
+        for owner, attribute in located.values():
+            delattr(owner, attribute)
+    compiler = COMPILERS.get(policy.device.type, torch_compiled)
+    report = CompileReport()
+    parts: list[CompiledPart] = []
+    start = time.perf_counter()
+    try:
+        for name, (owner, attribute) in located.items():
+            eager = getattr(owner, attribute)
+            try:
+                compiled = compiler(policy, name, owner, eager, recorders[name].calls)
+            except Exception as exc:  # this part cannot be compiled (e.g. it does not export): it stays eager
+                report.eager[name] = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+                continue
+            parts.append(CompiledPart(name, owner, attribute, compiled))
+        for part in parts:
+            part.install()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            got = [policy.sample_normalized(images, texts, seed=0) for images, texts in inputs]
+            got = [policy.sample_normalized(images, texts, seed=0, continuation=prefix)
+                   for images, texts, prefix in inputs]
         failed = [str(w.message) for w in caught if "runtime.compile" in str(w.message)]
         report.max_abs_diff = max(float((g - e).abs().max()) for g, e in zip(got, expected))
         close = all(torch.allclose(g, e, atol=tolerance, rtol=tolerance) for g, e in zip(got, expected))
@@ -165,6 +230,10 @@ def compile_policy(policy: Any, tolerance: Optional[float] = None) -> CompileRep
                       RuntimeWarning, stacklevel=2)
     else:
         report.parts = [part.name for part in parts]
+        if report.eager:
+            reasons = "; ".join(f"the {name}: {reason}" for name, reason in report.eager.items())
+            warnings.warn(f"runtime.compile: {policy.config.name} [{policy.preset}] runs some parts eagerly: "
+                          f"{reasons}", RuntimeWarning, stacklevel=2)
         log.info("compiled %s [%s] (%s) in %.1f s; largest difference from eager %.2g", policy.config.name,
                  policy.preset, ", ".join(report.parts), report.seconds, report.max_abs_diff)
     policy.compilation = report

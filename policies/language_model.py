@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.utils._pytree as pytree
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
@@ -43,16 +44,31 @@ def build_llama(config: LLMConfig) -> LlamaForCausalLM:
 
 
 class PromptTokens:
-    """Tokenised prompts, right-padded: ``input_ids`` (B, L) long and ``lengths`` (B,) valid lengths (BOS included)."""
+    """Tokenised prompts, right-padded: ``input_ids`` (B, L) long and ``lengths`` (B,) valid lengths (BOS included).
+    ``padded``: whether any prompt is shorter than L, decided here, on the host, so that a compiled language model
+    reads a Python bool instead of breaking its graph on a tensor comparison."""
 
-    def __init__(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> None:
+    def __init__(self, input_ids: torch.Tensor, lengths: torch.Tensor, padded: Optional[bool] = None) -> None:
         self.input_ids = input_ids
         self.lengths = lengths
+        self.padded = bool((lengths != input_ids.shape[1]).any()) if padded is None else padded
 
     def row(self, i: int) -> "PromptTokens":
         """Prompt i alone, without padding."""
+        if not self.padded:  # no length to read: an exported model needs none (it would depend on the data)
+            return PromptTokens(self.input_ids[i : i + 1], self.lengths[i : i + 1], padded=False)
         length = int(self.lengths[i])
-        return PromptTokens(self.input_ids[i : i + 1, :length], self.lengths[i : i + 1])
+        return PromptTokens(self.input_ids[i : i + 1, :length], self.lengths[i : i + 1], padded=False)
+
+
+# A pytree node (its tensors the children, ``padded`` the context), so that an exported language model takes one.
+pytree.register_pytree_node(
+    PromptTokens,
+    lambda prompt: ([prompt.input_ids, prompt.lengths], prompt.padded),
+    lambda children, padded: PromptTokens(*children, padded=padded),
+    flatten_with_keys_fn=lambda prompt: ([(pytree.GetAttrKey("input_ids"), prompt.input_ids),
+                                          (pytree.GetAttrKey("lengths"), prompt.lengths)], prompt.padded),
+)
 
 
 class CognitionLanguageModel(nn.Module):
@@ -122,7 +138,7 @@ class CognitionLanguageModel(nn.Module):
                 rows.append(self._forward_selecting(row, prompt.row(i)))
             return torch.cat(rows)
         embeds, mask = self.embed_sequence(visual, prompt, visual_mask)
-        padded = visual_mask is not None or bool((prompt.lengths != prompt.input_ids.shape[1]).any())
+        padded = visual_mask is not None or prompt.padded
         hidden = self.llm.model(
             inputs_embeds=embeds, attention_mask=mask if padded else None, use_cache=False
         ).last_hidden_state

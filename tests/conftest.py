@@ -105,3 +105,9 @@ def run(capsys: pytest.CaptureFixture, *argv: Any) -> tuple[int, str, str]:
     code = main([str(arg) for arg in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def fake_compiler(make):
+    """A compiler for ``policies.compilation.COMPILERS``: ``make(part name, eager method)`` returns the part's
+    compiled callable (tests of the machinery around a compiler, without one)."""
+    return lambda policy, name, owner, eager, calls: make(name, eager)

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.utils._pytree as pytree
 from torch import nn
 
 
@@ -18,6 +19,9 @@ class FrontEndOutput:
     tokens: torch.Tensor
     mask: Optional[torch.Tensor]
     pooled: torch.Tensor
+
+
+pytree.register_dataclass(FrontEndOutput)  # so that an exported front end returns one
 
 
 class FrontEnd(nn.Module):

@@ -78,9 +78,11 @@ def test_profile_rejects_a_repeated_preset(capsys):
 
 
 def test_compile_both_profiles_every_preset_eager_and_compiled(monkeypatch, tmp_path, capsys):
-    import torch
+    from policies import compilation
+    from tests.conftest import fake_compiler
 
-    monkeypatch.setattr(torch, "compile", lambda function, **options: function)  # the machinery, not inductor
+    # the machinery, not the compiler
+    monkeypatch.setitem(compilation.COMPILERS, "cpu", fake_compiler(lambda name, eager: eager))
     out = tmp_path / "profile.json"
     assert main(["profile", "--model", str(TINY), "--preset", "baseline", "--preset", "cache-only",
                  "--compile", "both", "--steps", "2", "--warmup", "0", "--json", str(out)]) == 0
