@@ -12,8 +12,8 @@ not cover (a batch of one next to a batch of three: export keeps sizes 0 and 1 a
 Packages hold no weights: the part's own parameters and buffers are loaded into them by name and shared
 (``user_managed``), so a compiled policy takes no more memory and a package serves any checkpoint of the same shape.
 They live under ``~/.cache/vlart/aoti``, named by a digest of what decides their code: torch's version, vlart's
-policy sources, the policy's config and preset, the part, the signature, the shapes of its constants and the sizes
-it was exported with.
+policy sources, the config sections the part is built from, the part, the signature, the names and shapes of its
+constants and the sizes it was exported with.
 
 At run time each call is checked against the packages' input specs (static sizes, dynamic ranges, sizes that must be
 equal); a call that no package covers runs eagerly: never a wrong answer, only a slower one.

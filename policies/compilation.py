@@ -119,11 +119,18 @@ def torch_compiled(policy: Any, name: str, owner: Any, eager: Callable[..., Any]
     return torch.compile(eager, **compile_options(policy.device))
 
 
+# part -> the sections of ``PolicyConfig`` it is built from (the projector maps the front end's width to the LLM's)
+PART_CONFIG = {"vision": ("vision", "runtime"), "projector": ("vision", "llm", "runtime"), "llm": ("llm", "runtime"),
+               "action_head": ("action_head", "runtime")}
+
+
 def packaged(policy: Any, name: str, owner: Any, eager: Callable[..., Any], calls: list[Call]) -> Callable:
     """AOTInductor packages of ``eager`` for the signatures and sizes of ``calls`` (``policies.aot_packages``)."""
-    # Not the preset: what a preset changes in a part (its layers, their widths, a token selector) is in the part's
-    # own key, so presets share the packages of the parts they leave alone.
-    context = "|".join([torch.__version__, source_digest(), repr(policy.config)])
+    # Only the config sections the part is built from, and not the preset: what a preset changes in a part (its
+    # layers, their widths, a token selector) is in the part's own key. So models and presets share the packages of
+    # the parts they have in common.
+    sections = [repr(getattr(policy.config, section)) for section in PART_CONFIG[name]]
+    context = "|".join([torch.__version__, source_digest(), *sections])
     return package_part(name, owner, eager, calls, PackageCache(context))
 
 
