@@ -1,8 +1,8 @@
 """Compiled parts for the CPU: torch.export + AOTInductor packages, kept on disk, loaded in milliseconds.
 
 torch.compile keeps its compiled code on disk too, but every start traces the model again with Dynamo: on the demo
-model that was most of a compiled server's warm start (18 s against 4.5 s eager,
-``docs/results/compile_start.json``). A package of an exported program only has to be loaded.
+model that was most of a compiled server's warm start (18 s against 4.5 s eager in
+``docs/results/compile_start.json`` as of commit c1ef500). A package of an exported program only has to be loaded.
 
 A part (``policies.compilation.policy_parts``) is exported per *call signature* seen in the compile check (the tree
 of its arguments, their non-tensor values, each tensor's dtype and rank). Sizes that changed between those calls (the
@@ -21,6 +21,7 @@ equal); a call that no package covers runs eagerly: never a wrong answer, only a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -54,8 +55,10 @@ def default_cache_dir() -> Path:
     return vlart_cache("aoti")
 
 
+@functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """A digest of vlart's policy sources: a package compiled from other code is not reused."""
+    """A digest of vlart's policy sources: a package compiled from other code is not reused. Read once per
+    process (every part of every compiled policy asks), as the sources do not change under it."""
     digest = hashlib.sha256()
     for path in sorted(POLICY_SOURCES.rglob("*.py")):
         digest.update(str(path.relative_to(POLICY_SOURCES)).encode())
