@@ -12,6 +12,11 @@ execute its actions with Gaussian noise on the translation while recording the c
 which shows a learner how to come back from the small errors it will make. If the lift ends without the source object
 in the fingers (a grasp that missed), the expert opens the gripper and starts again from the object's current pose,
 at most ``MAX_REGRASPS`` times.
+
+With ``shadow`` it labels states another driver visits (DAgger, ``envs.dagger``): its phases still advance when the
+arm reaches their waypoints, whoever moved it, but never on a step count, and a missed grasp is retried every time
+(a learner's arm may be anywhere when the expert's patience would run out). A driver reports each executed action
+(``executed``), so that the wrist's yaw is what was executed, not what the expert asked for.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ MAX_REGRASPS = 2
 class ScriptedExpert:
     """Call ``reset(task)`` after each ``task.reset``, then ``act()`` for each step's 7-d policy action."""
 
-    def __init__(self, max_step: float = 0.03, grasp_height: float = GRASP_HEIGHT) -> None:
+    def __init__(self, max_step: float = 0.03, grasp_height: float = GRASP_HEIGHT, shadow: bool = False) -> None:
         self.max_step = max_step
         self.grasp_height = grasp_height
+        self.shadow = shadow
         self.phase = 0
         self.phase_steps = 0
         self.scene: Optional[BridgeScene] = None
@@ -46,6 +52,7 @@ class ScriptedExpert:
         self.applied_yaw = 0.0
         self.regrasps = 0
         self.reopening = False
+        self.asked_yaw = 0.0
 
     def reset(self, task: Any) -> None:
         self.scene = SCENES[task.spec.backend](task.env.unwrapped)
@@ -98,6 +105,7 @@ class ScriptedExpert:
         action = np.zeros(7)
         action[6] = gripper
         self.phase_steps += 1
+        self.asked_yaw = 0.0
         if self.reopening:
             action[6] = 1.0
             if self.phase_steps >= OPEN_STEPS:
@@ -120,19 +128,24 @@ class ScriptedExpert:
         turning = False
         if name == "approach":
             yaw_step = float(np.clip(self.grasp_yaw - self.applied_yaw, -MAX_YAW_STEP, MAX_YAW_STEP))
-            action[5] = yaw_step
+            action[5] = self.asked_yaw = yaw_step
             self.applied_yaw += yaw_step
             turning = abs(self.grasp_yaw - self.applied_yaw) > 1e-6
         action[:3] = self.scene.translation_for(delta, euler_to_axis_angle(action[3:6]))
         # this step lands the target on the waypoint (a test on the next step's distance would stall under noise)
-        if (distance <= self.max_step and not turning) or self.phase_steps > 25:
-            if name == "lift" and not self._holding_source() and self.regrasps < MAX_REGRASPS:
+        if (distance <= self.max_step and not turning) or (self.phase_steps > 25 and not self.shadow):
+            if name == "lift" and not self._holding_source() and (self.shadow or self.regrasps < MAX_REGRASPS):
                 self.regrasps += 1
                 self.reopening = True
                 self.phase_steps = 0
                 return action
             self._advance()
         return action
+
+    def executed(self, action: np.ndarray) -> None:
+        """The action the arm was given after the last ``act`` (by default, the expert's own)."""
+        self.applied_yaw += float(action[5]) - self.asked_yaw
+        self.asked_yaw = float(action[5])
 
     def _holding_source(self) -> bool:
         assert self.scene is not None

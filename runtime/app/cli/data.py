@@ -12,10 +12,25 @@ def cmd_demos(args: argparse.Namespace) -> int:
 
     from envs.demos import generate_demos
 
-    summary = generate_demos(args.task, args.episodes, Path(args.out), workers=args.workers, seed=args.seed,
-                             image_size=args.image_size, action_noise=args.action_noise)
-    print(f"{args.task}: {summary['episodes']} successful demonstrations in {args.out} "
-          f"(expert success {100 * summary['expert_success_rate']:.1f}% over {summary['attempts']} attempts, "
+    options = dict(workers=args.workers, seed=args.seed, image_size=args.image_size, action_noise=args.action_noise)
+    if args.policy is None:
+        summary = generate_demos(args.task, args.episodes, Path(args.out), **options)
+        print(f"{args.task}: {summary['episodes']} successful demonstrations in {args.out} "
+              f"(expert success {100 * summary['expert_success_rate']:.1f}% over {summary['attempts']} attempts, "
+              f"{summary['wall_time_s']:.1f} s this run with {args.workers} worker(s))")
+        return 0
+    from runtime.app.policy_service import ServerProcess, ServerSpec
+
+    server = ServerProcess(ServerSpec(model=args.policy, bind="tcp://127.0.0.1:*"), Path(args.out) / "server.log")
+    try:
+        summary = generate_demos(args.task, args.episodes, Path(args.out), **options,
+                                 policy_endpoint=server.endpoint, expert_share=args.expert_share,
+                                 policy_name=args.policy)
+    finally:
+        server.stop()
+    print(f"{args.task}: {summary['episodes']} DAgger episodes in {args.out} driven by {args.policy} "
+          f"(the expert at {100 * args.expert_share:.0f}% of the steps; success "
+          f"{100 * summary['policy_success_rate']:.1f}% over {summary['attempts']} attempts, "
           f"{summary['wall_time_s']:.1f} s this run with {args.workers} worker(s))")
     return 0
 
@@ -42,12 +57,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     demos.add_argument("--task", required=True,
                        help="a WidowX task: ms3_twin/widowx_... (ManiSkill3) or simplerenv/widowx_... (the original "
                             "SimplerEnv, run in its own interpreter)")
-    demos.add_argument("--episodes", type=int, default=100, help="successful episodes to keep (default 100)")
+    demos.add_argument("--episodes", type=int, default=100,
+                       help="episodes to keep (default 100): the expert's successful ones; with --policy, every one")
     demos.add_argument("--workers", type=int, default=1)
     demos.add_argument("--seed", type=int, default=0, help="placement seed (attempt k uses seed * 1000003 + k)")
     demos.add_argument("--image-size", type=int, default=224, help="stored frame size (the policy's input)")
     demos.add_argument("--action-noise", type=float, default=0.0,
                        help="std (metres) of noise on each executed dx, dy, dz; the recorded actions stay clean (DART)")
+    demos.add_argument("--policy", default=None,
+                       help="DAgger: a model or checkpoint (served here) drives; the expert labels every step it "
+                            "visits and every episode is kept, under the task's @dagger folder")
+    demos.add_argument("--expert-share", type=float, default=0.0,
+                       help="with --policy: the probability that a step executes the expert's action (DAgger's beta)")
     demos.add_argument("--out", required=True, help="dataset folder (resumable; several tasks may share it)")
     demos.set_defaults(func=cmd_demos)
 
