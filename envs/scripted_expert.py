@@ -13,10 +13,12 @@ which shows a learner how to come back from the small errors it will make. If th
 in the fingers (a grasp that missed), the expert opens the gripper and starts again from the object's current pose,
 at most ``MAX_REGRASPS`` times.
 
-With ``shadow`` it labels states another driver visits (DAgger, ``envs.dagger``): its phases still advance when the
-arm reaches their waypoints, whoever moved it, but never on a step count, and a missed grasp is retried every time
-(a learner's arm may be anywhere when the expert's patience would run out). A driver reports each executed action
-(``executed``), so that the wrist's yaw is what was executed, not what the expert asked for.
+With ``shadow`` it labels states another driver visits (DAgger, ``envs.dagger``), so its phase follows the state,
+not its own plan: a phase ends when the arm reaches its waypoint, whoever moved it, never on a step count; an arm
+already low over the object skips the approach; fingers holding the object start the lift from where the arm is (a
+learner that grasped by another path is not sent back); fingers closed on nothing for a while, or an object lost on
+the way, start again from the object's pose, every time. A driver reports each executed action (``executed``): the
+wrist's yaw and the fingers are then what was executed, not what the expert asked for.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class ScriptedExpert:
         self.regrasps = 0
         self.reopening = False
         self.asked_yaw = 0.0
+        self.closed_steps = 0  # consecutive executed steps with the fingers told to close
 
     def reset(self, task: Any) -> None:
         self.scene = SCENES[task.spec.backend](task.env.unwrapped)
@@ -106,6 +109,8 @@ class ScriptedExpert:
         action[6] = gripper
         self.phase_steps += 1
         self.asked_yaw = 0.0
+        if self.shadow and not self.reopening and self._follow_the_state():
+            return self.act()
         if self.reopening:
             action[6] = 1.0
             if self.phase_steps >= OPEN_STEPS:
@@ -122,7 +127,9 @@ class ScriptedExpert:
             delta = delta / distance * self.max_step
         if name in ("close", "open"):
             action[:3] = self.scene.translation_for(delta, np.zeros(3))
-            if self.phase_steps >= (CLOSE_STEPS if name == "close" else OPEN_STEPS):
+            # in shadow mode the fingers closing on the object end the close (``_follow_the_state``), not a count
+            if not (self.shadow and name == "close") and \
+                    self.phase_steps >= (CLOSE_STEPS if name == "close" else OPEN_STEPS):
                 self._advance()
             return action
         turning = False
@@ -146,6 +153,38 @@ class ScriptedExpert:
         """The action the arm was given after the last ``act`` (by default, the expert's own)."""
         self.applied_yaw += float(action[5]) - self.asked_yaw
         self.asked_yaw = float(action[5])
+        self.closed_steps = self.closed_steps + 1 if action[6] < 0.5 else 0
+
+    def _follow_the_state(self) -> bool:
+        """Shadow mode: move to the phase the state is in; True when the phase changed (act again from it)."""
+        assert self.scene is not None
+        name = self.waypoints[self.phase][0]
+        holding = self._holding_source()
+        base_p, base_r = self.scene.base_frame()
+        arm = base_p + base_r @ self.scene.controller_target()
+        if holding and name in ("approach", "descend", "close"):
+            lift = np.array([arm[0], arm[1], max(arm[2], self.source_start[2] + LIFT_HEIGHT)])
+            self.waypoints[self._index("lift")] = ("lift", lift, 0.0)
+            self._go("lift")
+            return True
+        missed = name == "close" and self.closed_steps > CLOSE_STEPS + 2
+        if (not holding and name in ("lift", "carry", "lower")) or missed:
+            self.regrasps += 1
+            self.reopening = True
+            self.phase_steps = 0
+            return True
+        over_source = np.linalg.norm(arm[:2] - self.source_start[:2]) < 0.02
+        if name == "approach" and over_source and arm[2] < self.source_start[2] + APPROACH_HEIGHT:
+            self._go("descend")
+            return True
+        return False
+
+    def _index(self, name: str) -> int:
+        return [waypoint[0] for waypoint in self.waypoints].index(name)
+
+    def _go(self, name: str) -> None:
+        self.phase = self._index(name)
+        self.phase_steps = 0
 
     def _holding_source(self) -> bool:
         assert self.scene is not None
