@@ -22,8 +22,8 @@ def run_dagger_episode(task: Any, policy: Policy, episode_id: int, seed: int, ex
                        max_steps: Optional[int] = None) -> dict[str, Any]:
     """One episode driven by ``policy`` (and the expert at ``expert_share`` of the steps): the frames it visited,
     the expert's action at each (``actions``, the labels), the executed ones (``executed``), which steps the
-    expert drove (``expert_steps``) and whether the episode succeeded (SIMPLER's success at the last step). It ends
-    with the task's step limit or at the first step that solves the task."""
+    expert drove (``expert_steps``) and whether it solved the task. It ends with the task's step limit or at the
+    first step that solves the task."""
     if not 0.0 <= expert_share <= 1.0:
         raise ValueError(f"--expert-share: expected a probability in [0, 1], got {expert_share}")
     rng = np.random.default_rng(seed)
@@ -51,4 +51,4 @@ def run_dagger_episode(task: Any, policy: Policy, episode_id: int, seed: int, ex
             break
     return {"instruction": instruction, "frames": frames, "actions": np.array(labels), "executed": np.array(executed),
             "expert_steps": np.array(expert_steps), "success": bool(successes and successes[-1]),
-            "success_any": any(successes), "grasped": grasped, "steps": len(labels), "regrasps": expert.regrasps}
+            "grasped": grasped, "steps": len(labels), "regrasps": expert.regrasps}

@@ -142,9 +142,7 @@ class ScriptedExpert:
         # this step lands the target on the waypoint (a test on the next step's distance would stall under noise)
         if (distance <= self.max_step and not turning) or (self.phase_steps > 25 and not self.shadow):
             if name == "lift" and not self._holding_source() and (self.shadow or self.regrasps < MAX_REGRASPS):
-                self.regrasps += 1
-                self.reopening = True
-                self.phase_steps = 0
+                self._start_over()
                 return action
             self._advance()
         return action
@@ -169,15 +167,19 @@ class ScriptedExpert:
             return True
         missed = name == "close" and self.closed_steps > CLOSE_STEPS + 2
         if (not holding and name in ("lift", "carry", "lower")) or missed:
-            self.regrasps += 1
-            self.reopening = True
-            self.phase_steps = 0
+            self._start_over()
             return True
         over_source = np.linalg.norm(arm[:2] - self.source_start[:2]) < 0.02
         if name == "approach" and over_source and arm[2] < self.source_start[2] + APPROACH_HEIGHT:
             self._go("descend")
             return True
         return False
+
+    def _start_over(self) -> None:
+        """A missed or lost grasp: open the fingers, then plan again from the object's pose."""
+        self.regrasps += 1
+        self.reopening = True
+        self.phase_steps = 0
 
     def _index(self, name: str) -> int:
         return [waypoint[0] for waypoint in self.waypoints].index(name)
